@@ -1,0 +1,59 @@
+#!/usr/bin/env node
+/** The `fourtuple` executable: dispatches to one file per command and maps errors to exit codes. */
+import { FourtupleError } from '../errors.js';
+import { runLimits } from './limits.js';
+
+const USAGE = `Usage: fourtuple <command> [options]
+
+Is there a hard limit of 65,536 TCP connections? Ask this host.
+
+Commands:
+  limits    predict the ceiling from the live kernel: every constraint, the binding one, its remedy
+  probe     prove it: open and hold connections against an embedded sink, then report and clean up
+
+Run 'fourtuple <command> --help' for a command's options.
+`;
+
+type Runner = (argv: string[], out: (s: string) => void) => number | Promise<number>;
+
+const COMMANDS: Record<string, () => Promise<Runner>> = {
+  limits: async () => runLimits,
+};
+
+function write(s: string): void {
+  process.stdout.write(s.endsWith('\n') ? s : `${s}\n`);
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
+    write(USAGE);
+    return command === undefined ? 2 : 0;
+  }
+  if (command === '--version') {
+    write('0.1.0');
+    return 0;
+  }
+  const load = Object.hasOwn(COMMANDS, command) ? COMMANDS[command] : undefined;
+  if (!load) {
+    process.stderr.write(`fourtuple: unknown command '${command}': expected one of ${Object.keys(COMMANDS).join(', ')}\n`);
+    return 2;
+  }
+  const run = await load();
+  return run(rest, write);
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    if (err instanceof FourtupleError) {
+      process.stderr.write(`fourtuple: ${err.message}\n`);
+      process.exitCode = err.exitCode;
+    } else {
+      process.stderr.write(`fourtuple: internal error: ${(err as Error)?.stack ?? String(err)}\n`);
+      process.exitCode = 1;
+    }
+  },
+);

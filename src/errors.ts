@@ -1,0 +1,47 @@
+/**
+ * Every error fourtuple raises on purpose, each with a stable `code`.
+ * The table in docs/errors.md lists them; keep the two in step.
+ */
+
+/** Base class: a failure fourtuple knows how to describe in one line. */
+export class FourtupleError extends Error {
+  /** Stable, documented identifier; never changes between releases. */
+  readonly code: string;
+  /** Process exit code the CLI uses for this failure. */
+  readonly exitCode: number;
+
+  constructor(message: string, code: string, exitCode = 1) {
+    super(message);
+    this.name = new.target.name;
+    this.code = code;
+    this.exitCode = exitCode;
+  }
+}
+
+/** Bad input: a malformed address, port, range, option or flag (exit 2). */
+export class InvalidArgumentError extends FourtupleError {
+  constructor(message: string) {
+    super(message, 'FT_INVALID_ARGUMENT', 2);
+  }
+}
+
+/** A raw syscall path is needed but koffi or libc cannot be loaded (or FOURTUPLE_NO_FFI=1). */
+export class FfiUnavailableError extends FourtupleError {
+  constructor(reason: string) {
+    super(`native syscalls unavailable: ${reason}`, 'FT_FFI_UNAVAILABLE', 1);
+  }
+}
+
+/** A worker or sink process ended or failed in a way the run could not absorb. */
+export class EngineError extends FourtupleError {
+  constructor(message: string) {
+    super(message, 'FT_ENGINE', 1);
+  }
+}
+
+/** The host lacks something a command needs (a namespace tool, root, a kernel feature). */
+export class UnsupportedError extends FourtupleError {
+  constructor(message: string) {
+    super(message, 'FT_UNSUPPORTED', 1);
+  }
+}

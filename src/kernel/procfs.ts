@@ -1,0 +1,68 @@
+/**
+ * Readers for /proc files. Each takes a root folder (`/` on a live host, a
+ * fixture tree in tests) and never throws: a missing or malformed file
+ * becomes an unknown Fact with the reason.
+ */
+import { readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { type Fact, known, unknown } from './fact.js';
+
+/** Reads a whole file under `root`; the reason in words when it cannot. */
+export function readText(root: string, path: string): Fact<string> {
+  const full = join(root, path);
+  try {
+    return known(readFileSync(full, 'utf8'), path);
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    const why = e.code === 'ENOENT' ? 'not present on this kernel or namespace' : e.code === 'EACCES' ? 'permission denied' : (e.code ?? e.message);
+    return unknown(`${path}: ${why}`, path);
+  }
+}
+
+/** Reads a file of whitespace-separated integers. */
+export function readInts(root: string, path: string, count: number): Fact<number[]> {
+  const text = readText(root, path);
+  if (!text.known) return text;
+  const parts = text.value.trim().split(/\s+/);
+  const nums = parts.map(Number);
+  if (parts.length < count || nums.slice(0, count).some((n) => !Number.isFinite(n))) {
+    return unknown(`${path}: expected ${count} integer(s), read '${text.value.trim().slice(0, 60)}'`, path);
+  }
+  return known(nums.slice(0, count), path);
+}
+
+/** Reads a file holding one integer. */
+export function readInt(root: string, path: string): Fact<number> {
+  const f = readInts(root, path, 1);
+  return f.known ? known(f.value[0], path) : f;
+}
+
+/** Reads `/proc/meminfo` field `key` in bytes. */
+export function readMeminfo(root: string, key: string): Fact<number> {
+  const path = 'proc/meminfo';
+  const text = readText(root, path);
+  if (!text.known) return text;
+  const m = new RegExp(`^${key}:\\s+(\\d+) kB$`, 'm').exec(text.value);
+  return m ? known(Number(m[1]) * 1024, `${path} ${key}`) : unknown(`${path}: no ${key} line`, path);
+}
+
+/** Soft and hard RLIMIT_NOFILE of a process, from /proc/PID/limits. */
+export function readNofile(root: string, pid: string | number = 'self'): Fact<{ soft: number; hard: number }> {
+  const path = `proc/${pid}/limits`;
+  const text = readText(root, path);
+  if (!text.known) return text;
+  const m = /^Max open files\s+(\S+)\s+(\S+)/m.exec(text.value);
+  if (!m) return unknown(`${path}: no 'Max open files' line`, path);
+  const num = (s: string): number => (s === 'unlimited' ? Number.MAX_SAFE_INTEGER : Number(s));
+  return known({ soft: num(m[1]), hard: num(m[2]) }, path);
+}
+
+/** Number of descriptors a process has open, from /proc/PID/fd. */
+export function readOpenFds(root: string, pid: string | number = 'self'): Fact<number> {
+  const path = `proc/${pid}/fd`;
+  try {
+    return known(readdirSync(join(root, path)).length, path);
+  } catch (err) {
+    return unknown(`${path}: ${(err as NodeJS.ErrnoException).code ?? 'unreadable'}`, path);
+  }
+}

@@ -1,0 +1,282 @@
+/**
+ * The ceiling model: from kernel facts, sources, destinations and a
+ * strategy, every limit on concurrent connections, the binding one for one
+ * process and for the host, and the change that lifts it. Pure: no I/O.
+ */
+import type { KernelFacts } from '../kernel/facts.js';
+import type { Fact } from '../kernel/fact.js';
+import { type Endpoints, isLoopback, parsePorts } from './address.js';
+import { KERNEL_BYTES_PER_SOCKET } from './costs.js';
+import { PortSet } from './port-set.js';
+import type { Strategy } from './strategy.js';
+
+/** Stable identifiers of the constraints, shared with probe reports. */
+export type ConstraintId =
+  | 'ephemeral-ports'
+  | 'bind-pool'
+  | 'explicit-ports'
+  | 'fd-process'
+  | 'fd-host'
+  | 'memory'
+  | 'conntrack'
+  | 'time-wait'
+  | 'backlog';
+
+/** One limit on concurrent connections. */
+export interface Constraint {
+  readonly id: ConstraintId;
+  /** Connections it allows; null when it does not cap held connections or is unknown. */
+  readonly limit: number | null;
+  /** `process`: applies to one process; `host`: to all processes together. */
+  readonly scope: 'process' | 'host';
+  readonly detail: string;
+  readonly remedy: string;
+}
+
+/** The answer for one process or for the host. */
+export interface Answer {
+  readonly connections: number | null;
+  readonly binding: ConstraintId | null;
+  readonly remedy: string;
+}
+
+/** What the model is asked. */
+export interface LimitsInput {
+  readonly facts: KernelFacts;
+  readonly strategy: Strategy;
+  /** Source addresses; empty: the kernel chooses one per destination. */
+  readonly sources: readonly string[];
+  /** Destinations; empty: the general case, one remote destination. */
+  readonly destinations: readonly Endpoints[];
+  /** Addresses of this host besides loopback (a destination there has both ends here). */
+  readonly localAddresses?: readonly string[];
+  readonly kernelBytesPerSocket?: number;
+}
+
+/** The model's answer. */
+export interface Limits {
+  readonly strategy: Strategy;
+  readonly general: boolean;
+  readonly process: Answer;
+  readonly host: Answer;
+  readonly constraints: readonly Constraint[];
+  /** Source ports available to one (source, destination address, destination port). */
+  readonly portsPerDestination: number | null;
+  /** Number of (destination address, destination port) pairs. */
+  readonly destinationCount: number;
+  /** Number of source addresses (1 when the kernel chooses). */
+  readonly sourceCount: number;
+  /** Sockets, and descriptors, each connection costs on this host (2 when both ends are here). */
+  readonly socketsPerConnection: 1 | 2;
+}
+
+const fmt = (n: number): string => n.toLocaleString('en-US');
+
+/** The ephemeral ports connect() and bind(0) may pick: the range minus reserved ports and ports bound by listeners. */
+export function ephemeralPool(facts: KernelFacts): PortSet | null {
+  if (!facts.portRange.known) return null;
+  const { lo, hi } = facts.portRange.value;
+  return PortSet.range(lo, hi).subtract(reservedSet(facts)).subtract(listenerPorts(facts));
+}
+
+/** Ports a program may bind explicitly: unprivileged, not reserved, not listened on. */
+export function explicitPool(facts: KernelFacts): PortSet {
+  const start = facts.unprivilegedPortStart.known ? Math.max(1, facts.unprivilegedPortStart.value) : 1024;
+  return PortSet.range(start, 65535).subtract(reservedSet(facts)).subtract(listenerPorts(facts));
+}
+
+function reservedSet(facts: KernelFacts): PortSet {
+  if (!facts.reservedPorts.known || facts.reservedPorts.value === '') return new PortSet();
+  try {
+    return parsePorts(facts.reservedPorts.value, 'ip_local_reserved_ports');
+  } catch {
+    return new PortSet();
+  }
+}
+
+function listenerPorts(facts: KernelFacts): PortSet {
+  return facts.listeners.known ? PortSet.of(...facts.listeners.value.map((l) => l.port)) : new PortSet();
+}
+
+function why(f: Fact<unknown>): string {
+  return f.known ? '' : f.reason;
+}
+
+/** Computes every constraint and the binding ones. */
+export function computeLimits(input: LimitsInput): Limits {
+  const { facts, strategy } = input;
+  const general = input.destinations.length === 0;
+  const local = new Set(input.localAddresses ?? []);
+  let destinationCount = 0;
+  let anyLocal = false;
+  for (const d of input.destinations) {
+    destinationCount += d.addresses.length * d.ports.size;
+    if (d.addresses.some((a) => isLoopback(a) || local.has(a))) anyLocal = true;
+  }
+  if (general) destinationCount = 1;
+  const sourceCount = Math.max(1, input.sources.length);
+  const sockets: 1 | 2 = anyLocal ? 2 : 1;
+  const perSocket = input.kernelBytesPerSocket ?? KERNEL_BYTES_PER_SOCKET;
+  const constraints: Constraint[] = [];
+
+  const ports = portConstraint(facts, strategy, sourceCount, destinationCount, general);
+  constraints.push(ports.constraint);
+  constraints.push(fdProcess(facts), fdHost(facts, sockets), memory(facts, sockets, perSocket), conntrack(facts), timeWait(facts), backlog(facts));
+
+  const pick = (scopes: ReadonlySet<string>): Answer => {
+    let best: Constraint | undefined;
+    for (const c of constraints) {
+      if (c.limit === null || !scopes.has(c.scope)) continue;
+      if (!best || c.limit < (best.limit as number)) best = c;
+    }
+    return best ? { connections: best.limit, binding: best.id, remedy: best.remedy } : { connections: null, binding: null, remedy: '' };
+  };
+  return {
+    strategy,
+    general,
+    process: pick(new Set(['process', 'host'])),
+    host: pick(new Set(['host'])),
+    constraints,
+    portsPerDestination: ports.perDestination,
+    destinationCount,
+    sourceCount,
+    socketsPerConnection: sockets,
+  };
+}
+
+function portConstraint(facts: KernelFacts, strategy: Strategy, sources: number, dests: number, general: boolean): { constraint: Constraint; perDestination: number | null } {
+  const srcWords = sources === 1 ? 'one source address' : `${fmt(sources)} source addresses`;
+  const dstWords = general ? 'one destination (address, port)' : dests === 1 ? 'one destination' : `${fmt(dests)} destinations (address × port)`;
+  if (strategy === 'explicit') {
+    const pool = explicitPool(facts).size;
+    return {
+      perDestination: pool,
+      constraint: {
+        id: 'explicit-ports',
+        limit: pool * sources * dests,
+        scope: 'host',
+        detail: `bind(address, port) with SO_REUSEADDR may use any of ${fmt(pool)} ports (unprivileged, not reserved, not listened on) for each destination: ${fmt(pool)} × ${srcWords} × ${dstWords}`,
+        remedy: 'add source addresses (--from) or destination ports: each one adds another ' + fmt(pool),
+      },
+    };
+  }
+  const eph = ephemeralPool(facts);
+  if (!eph) {
+    return {
+      perDestination: null,
+      constraint: { id: strategy === 'bind' ? 'bind-pool' : 'ephemeral-ports', limit: null, scope: 'host', detail: `ephemeral range unknown: ${why(facts.portRange)}`, remedy: '' },
+    };
+  }
+  const pool = eph.size;
+  const range = facts.portRange.known ? facts.portRange.value : { lo: 0, hi: 0 };
+  const rangeSize = range.hi - range.lo + 1;
+  const minus = rangeSize === pool ? '' : ` (${fmt(rangeSize)} in ${range.lo}-${range.hi}, minus ${fmt(rangeSize - pool)} reserved or listened on)`;
+  const widen = `sysctl -w net.ipv4.ip_local_port_range="1024 65535"`;
+  if (strategy === 'bind') {
+    return {
+      perDestination: pool,
+      constraint: {
+        id: 'bind-pool',
+        limit: pool * sources,
+        scope: 'host',
+        detail: `bind(address, 0) picks the port before the destination is known, so all destinations share one pool of ${fmt(pool)} ports${minus} per source address: ${fmt(pool)} × ${srcWords}`,
+        remedy: `set IP_BIND_ADDRESS_NO_PORT before bind (--strategy nopo): each destination then gets its own ${fmt(pool)}; or add source addresses`,
+      },
+    };
+  }
+  const how = strategy === 'nopo' ? 'with IP_BIND_ADDRESS_NO_PORT, connect() picks' : 'connect() picks';
+  return {
+    perDestination: pool,
+    constraint: {
+      id: 'ephemeral-ports',
+      limit: pool * sources * dests,
+      scope: 'host',
+      detail: `${how} a source port per (source address, destination address, destination port) from ${fmt(pool)} ephemeral ports${minus}: ${fmt(pool)} × ${srcWords} × ${dstWords}`,
+      remedy: `add destination ports or source addresses (--from with --strategy nopo): each adds ${fmt(pool)}; or widen the range: ${widen} (keep server ports out of it with net.ipv4.ip_local_reserved_ports)`,
+    },
+  };
+}
+
+function fdProcess(facts: KernelFacts): Constraint {
+  if (!facts.nofile.known) return { id: 'fd-process', limit: null, scope: 'process', detail: `open-files limit unknown: ${facts.nofile.reason}`, remedy: '' };
+  const { soft, hard } = facts.nofile.value;
+  const used = facts.openFds.known ? facts.openFds.value : 0;
+  const nrOpen = facts.nrOpen.known ? facts.nrOpen.value : null;
+  let remedy: string;
+  if (soft < hard) remedy = `ulimit -n ${hard} (the hard limit) gives ${fmt(hard - used)}; beyond that, several processes`;
+  else if (nrOpen !== null && hard < nrOpen) remedy = `raise the hard limit: LimitNOFILE=${nrOpen} in the systemd unit or 'nofile' in /etc/security/limits.conf (up to fs.nr_open = ${fmt(nrOpen)}); or spread the connections over several processes`;
+  else remedy = `spread the connections over several processes (each gets ${fmt(soft)}), or raise fs.nr_open and the hard limit`;
+  return {
+    id: 'fd-process',
+    limit: Math.max(0, soft - used),
+    scope: 'process',
+    detail: `one descriptor per connection; open-files limit ${fmt(soft)} (soft) / ${fmt(hard)} (hard), ${used} already open${nrOpen !== null ? `, fs.nr_open ${fmt(nrOpen)}` : ''}`,
+    remedy,
+  };
+}
+
+function fdHost(facts: KernelFacts, sockets: 1 | 2): Constraint {
+  if (!facts.fileMax.known) return { id: 'fd-host', limit: null, scope: 'host', detail: `fs.file-max unknown: ${facts.fileMax.reason}`, remedy: '' };
+  const max = facts.fileMax.value;
+  const inUse = facts.fileNr.known ? facts.fileNr.value.allocated : 0;
+  const free = Math.max(0, max - inUse);
+  const both = sockets === 2 ? ', two per connection because both ends are on this host' : '';
+  return {
+    id: 'fd-host',
+    limit: Math.floor(free / sockets),
+    scope: 'host',
+    detail: `system-wide file table fs.file-max ${fmt(max)}, ${fmt(inUse)} in use${both}`,
+    remedy: `sysctl -w fs.file-max=${Math.max(max * 2, 2_097_152)}`,
+  };
+}
+
+function memory(facts: KernelFacts, sockets: 1 | 2, perSocket: number): Constraint {
+  if (!facts.memAvailable.known) return { id: 'memory', limit: null, scope: 'host', detail: `available memory unknown: ${facts.memAvailable.reason}`, remedy: '' };
+  const avail = facts.memAvailable.value;
+  const perConn = perSocket * sockets;
+  const tcpMax = facts.tcpMem.known ? ` tcp_mem (max ${fmt(facts.tcpMem.value.max)} pages) counts buffered data, which idle connections do not hold.` : '';
+  return {
+    id: 'memory',
+    limit: Math.floor(avail / perConn),
+    scope: 'host',
+    detail: `${(avail / 2 ** 30).toFixed(1)} GiB available at about ${(perConn / 1024).toFixed(1)} KiB of kernel memory per idle connection (${sockets} socket${sockets === 2 ? 's' : ''}); the program's own memory per connection comes on top.${tcpMax}`,
+    remedy: `more memory, or fewer bytes per connection in the program; each idle socket costs about ${(perSocket / 1024).toFixed(1)} KiB of kernel slab`,
+  };
+}
+
+function conntrack(facts: KernelFacts): Constraint {
+  const remedy = facts.conntrackMax.known ? `sysctl -w net.netfilter.nf_conntrack_max=${facts.conntrackMax.value * 4}, or exempt this traffic from tracking (nftables 'notrack')` : '';
+  if (!facts.conntrackMax.known) return { id: 'conntrack', limit: null, scope: 'host', detail: facts.conntrackMax.reason, remedy };
+  const max = facts.conntrackMax.value;
+  const count = facts.conntrackCount.known ? facts.conntrackCount.value : 0;
+  if (count === 0) {
+    return { id: 'conntrack', limit: null, scope: 'host', detail: `nf_conntrack loaded but tracking nothing now (no rule uses it); if a rule did, one entry per connection up to nf_conntrack_max ${fmt(max)}`, remedy };
+  }
+  return { id: 'conntrack', limit: Math.max(0, max - count), scope: 'host', detail: `connection tracking is active: ${fmt(count)} of nf_conntrack_max ${fmt(max)} entries used, one more per connection`, remedy };
+}
+
+function timeWait(facts: KernelFacts): Constraint {
+  const buckets = facts.tcpMaxTwBuckets.known ? fmt(facts.tcpMaxTwBuckets.value) : 'unknown';
+  const reuse = facts.tcpTwReuse.known ? facts.tcpTwReuse.value : null;
+  const reuseWords = reuse === 1 ? 'on' : reuse === 2 ? 'loopback only' : reuse === 0 ? 'off' : 'unknown';
+  return {
+    id: 'time-wait',
+    limit: null,
+    scope: 'host',
+    detail: `not a cap on held connections: the side that closes first keeps the 4-tuple in TIME_WAIT for 60 s (at most ${buckets} such sockets, tcp_max_tw_buckets); connect() may take one over when tcp_tw_reuse allows (now ${reuse ?? '?'}: ${reuseWords})`,
+    remedy: 'close with RST (SO_LINGER 0) or let the server close first; on clients, sysctl -w net.ipv4.tcp_tw_reuse=1',
+  };
+}
+
+function backlog(facts: KernelFacts): Constraint {
+  const smc = facts.somaxconn.known ? fmt(facts.somaxconn.value) : 'unknown';
+  const syn = facts.tcpMaxSynBacklog.known ? fmt(facts.tcpMaxSynBacklog.value) : 'unknown';
+  const cookies = facts.tcpSyncookies.known ? facts.tcpSyncookies.value : '?';
+  return {
+    id: 'backlog',
+    limit: null,
+    scope: 'host',
+    detail: `not a cap on held connections: the accepting side queues at most somaxconn ${smc} completed connections per listener (SYN queue ${syn}, syncookies ${cookies}); a faster ramp than its accept() rate gets timeouts`,
+    remedy: 'sysctl -w net.core.somaxconn=65535 and listen() with a larger backlog, or accept faster',
+  };
+}
