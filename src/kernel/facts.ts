@@ -38,6 +38,8 @@ export interface KernelFacts {
   /** Ranges as the kernel prints them (`8080,9000-9010`), possibly empty. */
   readonly reservedPorts: Fact<string>;
   readonly unprivilegedPortStart: Fact<number>;
+  /** ip_autobind_reuse: 1 lets bind(0) with SO_REUSEADDR share ports once the range is used up. */
+  readonly ipAutobindReuse: Fact<number>;
   readonly tcpTwReuse: Fact<number>;
   readonly tcpFinTimeout: Fact<number>;
   readonly tcpMaxTwBuckets: Fact<number>;
@@ -87,6 +89,7 @@ export function readKernelFacts(options: ReadFactsOptions = {}): KernelFacts {
     portRange: range.known ? known({ lo: range.value[0], hi: range.value[1] }, range.source) : range,
     reservedPorts: reserved.known ? known(reserved.value.trim(), reserved.source) : reserved,
     unprivilegedPortStart: readInt(root, sys('net/ipv4/ip_unprivileged_port_start')),
+    ipAutobindReuse: readInt(root, sys('net/ipv4/ip_autobind_reuse')),
     tcpTwReuse: readInt(root, sys('net/ipv4/tcp_tw_reuse')),
     tcpFinTimeout: readInt(root, sys('net/ipv4/tcp_fin_timeout')),
     tcpMaxTwBuckets: readInt(root, sys('net/ipv4/tcp_max_tw_buckets')),

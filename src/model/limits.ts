@@ -173,6 +173,18 @@ function portConstraint(facts: KernelFacts, strategy: Strategy, sources: number,
   const minus = rangeSize === pool ? '' : ` (${fmt(rangeSize)} in ${range.lo}-${range.hi}, minus ${fmt(rangeSize - pool)} reserved or listened on)`;
   const widen = `sysctl -w net.ipv4.ip_local_port_range="1024 65535"`;
   if (strategy === 'bind') {
+    if (facts.ipAutobindReuse.known && facts.ipAutobindReuse.value === 1) {
+      return {
+        perDestination: pool,
+        constraint: {
+          id: 'bind-pool',
+          limit: pool * sources * dests,
+          scope: 'host',
+          detail: `bind(address, 0) takes unused ports first; with net.ipv4.ip_autobind_reuse = 1 and SO_REUSEADDR it then shares them across destinations: ${fmt(pool)} × ${srcWords} × ${dstWords}`,
+          remedy: `add source addresses or destination ports: each adds ${fmt(pool)}`,
+        },
+      };
+    }
     return {
       perDestination: pool,
       constraint: {
