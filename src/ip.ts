@@ -57,6 +57,7 @@ export function formatIp(ip: Ip): string {
     const n = Number(ip.n);
     return [24, 16, 8, 0].map((s) => (n >>> s) & 255).join('.');
   }
+  if (ip.n >> 32n === 0xffffn) return `::ffff:${formatIp({ family: 4, n: ip.n & 0xffffffffn })}`;
   const g: number[] = [];
   for (let i = 7; i >= 0; i--) g.push(Number((ip.n >> BigInt(i * 16)) & 0xffffn));
   // Longest run of two or more zero groups becomes '::'.

@@ -103,7 +103,5 @@ export function decodeAddress(hex: string): string {
   if (bytes.length === 4) return bytes.join('.');
   let n = 0n;
   for (const b of bytes) n = (n << 8n) | BigInt(b);
-  // IPv4-mapped addresses read better in dotted form.
-  if (n >> 32n === 0xffffn) return `::ffff:${bytes.slice(12).join('.')}`;
   return formatIp({ family: 6, n });
 }

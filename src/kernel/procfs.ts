@@ -25,7 +25,7 @@ export function readInts(root: string, path: string, count: number): Fact<number
   if (!text.known) return text;
   const parts = text.value.trim().split(/\s+/);
   const nums = parts.map(Number);
-  if (parts.length < count || nums.slice(0, count).some((n) => !Number.isFinite(n))) {
+  if (parts.length < count || parts.slice(0, count).some((p) => !/^-?\d+$/.test(p))) {
     return unknown(`${path}: expected ${count} integer(s), read '${text.value.trim().slice(0, 60)}'`, path);
   }
   return known(nums.slice(0, count), path);
