@@ -10,6 +10,7 @@ Is there a hard limit of 65,536 TCP connections? Ask this host.
 Commands:
   limits    predict the ceiling from the live kernel: every constraint, the binding one, its remedy
   probe     prove it: open and hold connections against an embedded sink, then report and clean up
+  load      the same engine against an existing server (--to)
 
 Run 'fourtuple <command> --help' for a command's options.
 `;
@@ -18,6 +19,8 @@ type Runner = (argv: string[], out: (s: string) => void) => number | Promise<num
 
 const COMMANDS: Record<string, () => Promise<Runner>> = {
   limits: async () => runLimits,
+  probe: async () => (await import('./probe.js')).runProbe.bind(null, 'probe'),
+  load: async () => (await import('./probe.js')).runProbe.bind(null, 'load'),
 };
 
 function write(s: string): void {

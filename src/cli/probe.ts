@@ -1,0 +1,120 @@
+/** `fourtuple probe` (embedded sink) and `fourtuple load` (an existing server): open, hold, report, clean up. */
+import { defaultDuration, Probe, PROBE_DEFAULTS, type ProbeOptions } from '../engine/probe.js';
+import { InvalidArgumentError } from '../errors.js';
+import { probeJson, renderProbe, renderProgress } from '../report/probe.js';
+import { endpointsOption, intOption, numberOption, parseOptions, sourcesOption, strategyOption } from './args.js';
+
+/** Usage text; `load` is the same engine without the sink. */
+export function probeHelp(command: 'probe' | 'load'): string {
+  const what =
+    command === 'probe'
+      ? `Opens and holds TCP connections against an embedded sink on this host until
+the target, the time bound or the first limit, then reports what was held
+beside the model's prediction, the limit hit and its errno, and closes
+everything (RST by default: no TIME_WAIT left).`
+      : `Opens and holds TCP connections to an existing server (--to is required),
+with the same engine and report as probe.`;
+  return `Usage: fourtuple ${command} [--connections N] [--duration S] [--to ADDR:PORTS ...] [--from ADDRS ...]
+       [--strategy auto|bind|nopo|explicit] [--concurrency C] [--rate R] [--hold S] [--close rst|fin] [--json]
+
+${what}
+
+  --connections N   target (default ${PROBE_DEFAULTS.connections.toLocaleString('en-US')}; more than 65,536 makes the point)
+  --duration S      time bound of the ramp in seconds (default max(60, N/5000))
+  --to ADDR:PORTS   destinations (${command === 'probe' ? 'default: enough loopback ports for the target, chosen from the model' : 'required'})
+  --from ADDRS      source addresses: 127.0.0.2, 127.0.0.2-127.0.0.40, 127.0.1.0/28 (implies --strategy nopo)
+  --strategy S      auto | bind | nopo | explicit (see 'fourtuple limits --help')
+  --concurrency C   connects in flight at once (default ${PROBE_DEFAULTS.concurrency})
+  --rate R          connects per second at most (default: no cap)
+  --hold S          seconds to hold the peak before closing (default 0)
+  --close rst|fin   how to close: rst leaves no TIME_WAIT (default), fin is a normal close
+  --parallel P      client processes ramping at once (default ${PROBE_DEFAULTS.parallel})
+  --on-worker-death continue|stop   what a dead client process does to the run (default continue)
+  --json            print one JSON object (no progress line)
+`;
+}
+
+const OPTIONS = {
+  connections: { type: 'string', short: 'n' },
+  duration: { type: 'string' },
+  to: { type: 'string', multiple: true },
+  from: { type: 'string', multiple: true },
+  strategy: { type: 'string' },
+  concurrency: { type: 'string' },
+  rate: { type: 'string' },
+  hold: { type: 'string' },
+  close: { type: 'string' },
+  parallel: { type: 'string' },
+  'on-worker-death': { type: 'string' },
+  'worker-nofile': { type: 'string' },
+  json: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+/** Parsed options, or help. */
+export interface ProbeArgs {
+  readonly help: boolean;
+  readonly json: boolean;
+  readonly options: ProbeOptions;
+}
+
+/** Parses argv without running anything. */
+export function parseProbeArgs(command: 'probe' | 'load', argv: string[]): ProbeArgs {
+  const { values: v } = parseOptions(command, { args: argv, options: OPTIONS });
+  const connections = intOption('--connections', v.connections, PROBE_DEFAULTS.connections, 1, 10_000_000);
+  const from = sourcesOption(v.from);
+  const to = endpointsOption(v.to);
+  if (command === 'load' && to.length === 0 && !v.help) throw new InvalidArgumentError("'load' needs --to ADDR:PORTS: the server to connect to");
+  const close = v.close ?? PROBE_DEFAULTS.close;
+  if (close !== 'rst' && close !== 'fin') throw new InvalidArgumentError(`invalid --close '${close}': expected rst or fin`);
+  const death = v['on-worker-death'] ?? PROBE_DEFAULTS.onWorkerDeath;
+  if (death !== 'continue' && death !== 'stop') throw new InvalidArgumentError(`invalid --on-worker-death '${death}': expected continue or stop`);
+  const strategy = strategyOption(v.strategy, from.length ? 'nopo' : PROBE_DEFAULTS.strategy);
+  if (strategy === 'auto' && from.length) throw new InvalidArgumentError(`--strategy auto cannot use --from ${v.from?.join(',')}: connect() without bind() lets the kernel choose the source; use nopo, bind or explicit`);
+  return {
+    help: v.help ?? false,
+    json: v.json ?? false,
+    options: {
+      connections,
+      durationS: numberOption('--duration', v.duration, defaultDuration(connections), 0.1, 86_400),
+      holdS: numberOption('--hold', v.hold, PROBE_DEFAULTS.holdS, 0, 86_400),
+      to,
+      from,
+      strategy,
+      concurrency: intOption('--concurrency', v.concurrency, PROBE_DEFAULTS.concurrency, 1, 100_000),
+      rate: intOption('--rate', v.rate, PROBE_DEFAULTS.rate, 0, 10_000_000),
+      close,
+      sink: command === 'probe',
+      parallel: intOption('--parallel', v.parallel, PROBE_DEFAULTS.parallel, 1, 64),
+      workerNofile: v['worker-nofile'] === undefined ? undefined : intOption('--worker-nofile', v['worker-nofile'], 0, 70),
+      onWorkerDeath: death,
+      connectTimeoutMs: PROBE_DEFAULTS.connectTimeoutMs,
+    },
+  };
+}
+
+/** Runs probe or load; returns the exit code. */
+export async function runProbe(command: 'probe' | 'load', argv: string[], out: (s: string) => void): Promise<number> {
+  const args = parseProbeArgs(command, argv);
+  if (args.help) {
+    out(probeHelp(command));
+    return 0;
+  }
+  const probe = new Probe(args.options);
+  const tty = process.stderr.isTTY && !args.json;
+  if (tty) {
+    probe.on('progress', (p) => process.stderr.write(`\r\x1b[K${renderProgress(p, args.options.connections)}`));
+  }
+  const onSignal = (): void => probe.abort();
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  try {
+    const result = await probe.run();
+    if (tty) process.stderr.write('\r\x1b[K');
+    out(args.json ? JSON.stringify(probeJson(result), null, 2) : renderProbe(result));
+    return 0;
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}

@@ -1,0 +1,396 @@
+/**
+ * A client worker process: opens connections as bare descriptors through
+ * raw syscalls (no JS socket object per connection), holds them in a typed
+ * array, and reports cumulative counters to the coordinator over IPC.
+ */
+import * as ffi from '../kernel/ffi.js';
+import { errnoMeaning } from '../model/errno.js';
+import { parsePorts } from '../model/address.js';
+import { bucketOf, newHistogram } from './histogram.js';
+import type { ClientConfig, ClientStats, ToWorker } from './protocol.js';
+import { raiseNofile, send } from './worker-common.js';
+
+/** One (source, target) pair the worker round-robins over. */
+interface Combo {
+  readonly source: number;
+  readonly target: number;
+  readonly key: string;
+  alive: boolean;
+  held: number;
+  /** Explicit strategy: next index into this worker's share of ports. */
+  cursor: number;
+}
+
+/** Why a worker's ramp ends. */
+type Outcome = { reason: 'quota' | 'limit' | 'stopped' | 'nothing-left'; errno?: string };
+
+const SLICE_MS = 20;
+const LAUNCH_BATCH = 32;
+const REPORT_MS = 100;
+const HOLD_CHECK_MS = 2000;
+const POLLRDHUP = 0x2000;
+
+class ClientWorker {
+  readonly #c: ClientConfig;
+  readonly #fds: Int32Array;
+  #held = 0;
+  #attempts = 0;
+  #lost = 0;
+  readonly #errors: Record<string, number> = {};
+  readonly #latency = newHistogram();
+  #latencyMax = 0;
+  readonly #byOcc = Array.from({ length: 10 }, () => newHistogram());
+  readonly #portCount = new Uint32Array(65536);
+  // In-flight connects: poll slots, with their start time and combo.
+  readonly #pending: ffi.PollSet;
+  readonly #pendStart: Float64Array;
+  readonly #pendCombo: Int32Array;
+  #pendCount = 0;
+  readonly #combos: Combo[];
+  #live: Combo[];
+  #rr = 0;
+  readonly #targetAddrs: Buffer[];
+  readonly #sourceAddrs: Buffer[];
+  readonly #explicitPorts: Uint16Array;
+  readonly #sourceHeld: Int32Array;
+  #tokens = 0;
+  #lastRefill = performance.now();
+  #lastReport = 0;
+  #state: 'ramp' | 'hold' | 'closing' = 'ramp';
+  #stopRequested = false;
+  readonly #quota: number;
+
+  constructor(config: ClientConfig, quota: number) {
+    this.#c = config;
+    this.#quota = quota;
+    this.#fds = new Int32Array(quota);
+    this.#pending = new ffi.PollSet(config.concurrency);
+    this.#pendStart = new Float64Array(config.concurrency);
+    this.#pendCombo = new Int32Array(config.concurrency);
+    this.#targetAddrs = config.targets.map((t) => ffi.sockaddr(t.address, t.port));
+    const family = config.targets[0]?.address.includes(':') ? '::' : '0.0.0.0';
+    const sources = config.sources.length ? config.sources : [family];
+    this.#sourceAddrs = sources.map((s) => ffi.sockaddr(s, 0));
+    this.#sourceHeld = new Int32Array(sources.length);
+    // Each worker takes every workers-th port of the explicit pool, so workers never race for one port.
+    const all = config.strategy === 'explicit' && config.explicitPorts ? [...parsePorts(config.explicitPorts, 'explicit pool')] : [];
+    this.#explicitPorts = Uint16Array.from(all.filter((_, i) => i % config.workers === config.index % config.workers));
+    const excluded = new Set(config.excluded);
+    this.#combos = [];
+    const perTarget = config.strategy === 'auto';
+    for (let s = 0; s < (perTarget ? 1 : sources.length); s++) {
+      for (let t = 0; t < config.targets.length; t++) {
+        const key = this.#keyOf(s, t);
+        this.#combos.push({ source: s, target: t, key, alive: !excluded.has(key), held: 0, cursor: 0 });
+      }
+    }
+    this.#live = this.#combos.filter((c) => c.alive);
+  }
+
+  #keyOf(s: number, t: number): string {
+    switch (this.#c.strategy) {
+      case 'auto':
+        return `t:${t}`;
+      case 'bind':
+        return `s:${s}`;
+      default:
+        return `st:${s}:${t}`;
+    }
+  }
+
+  /** Drops every combo whose pool `key` is full. */
+  exclude(key: string): void {
+    for (const c of this.#combos) if (c.key === key) c.alive = false;
+    this.#live = this.#combos.filter((c) => c.alive);
+  }
+
+  stop(): void {
+    this.#stopRequested = true;
+  }
+
+  stats(): ClientStats {
+    return {
+      held: this.#held,
+      attempts: this.#attempts,
+      pending: this.#pendCount,
+      errors: { ...this.#errors },
+      lost: this.#lost,
+      latency: this.#latency,
+      latencyMax: this.#latencyMax,
+      byOccupancy: this.#byOcc,
+    };
+  }
+
+  start(): void {
+    this.#tick();
+  }
+
+  #tick = (): void => {
+    if (this.#state !== 'ramp') return;
+    const end = performance.now() + SLICE_MS;
+    let outcome: Outcome | undefined;
+    while (!outcome) {
+      const now = performance.now();
+      if (now >= end) break;
+      if (this.#stopRequested) outcome = { reason: 'stopped' };
+      else outcome = this.#launch(now);
+      if (this.#pendCount > 0) {
+        const n = this.#pending.poll(this.#pendCount, outcome || this.#launchBlocked() ? 2 : 0);
+        if (n > 0) this.#harvest(performance.now());
+        this.#expire(performance.now());
+      } else if (!outcome && this.#launchBlocked()) {
+        break;
+      }
+      if (outcome && this.#pendCount > 0 && outcome.reason !== 'stopped') outcome = undefined;
+    }
+    const now = performance.now();
+    if (now - this.#lastReport >= REPORT_MS || outcome) {
+      this.#lastReport = now;
+      send({ type: 'progress', stats: this.stats() });
+    }
+    if (outcome) {
+      this.#abandonPending();
+      this.#state = 'hold';
+      send({ type: 'done', reason: outcome.reason, errno: outcome.errno, stats: this.stats() });
+      this.#sendPorts();
+      setTimeout(this.#checkHeld, HOLD_CHECK_MS).unref();
+      return;
+    }
+    if (this.#launchBlocked() && this.#pendCount === 0) setTimeout(this.#tick, 1);
+    else setImmediate(this.#tick);
+  };
+
+  /** True when nothing can be launched right now (rate cap or concurrency). */
+  #launchBlocked(): boolean {
+    return this.#pendCount >= this.#c.concurrency || (this.#c.rate > 0 && this.#tokens < 1);
+  }
+
+  /** Starts connects until concurrency, quota, rate or the pools say stop; returns why the ramp ends, if it does. */
+  #launch(now: number): { reason: 'quota' | 'limit' | 'nothing-left'; errno?: string } | undefined {
+    if (this.#c.rate > 0) {
+      this.#tokens = Math.min(this.#c.rate / 10 + 1, this.#tokens + ((now - this.#lastRefill) * this.#c.rate) / 1000);
+      this.#lastRefill = now;
+    }
+    // Small batches between polls: a connect's latency should not include launching hundreds of others.
+    for (let batch = 0; batch < LAUNCH_BATCH && this.#pendCount < this.#c.concurrency; batch++) {
+      if (this.#held + this.#pendCount >= this.#quota) return this.#pendCount === 0 ? { reason: 'quota' } : undefined;
+      if (this.#live.length === 0) return { reason: 'nothing-left', errno: this.#lastPoolErrno };
+      if (this.#c.rate > 0) {
+        if (this.#tokens < 1) return undefined;
+        this.#tokens--;
+      }
+      const combo = this.#live[this.#rr++ % this.#live.length];
+      const r = this.#attempt(combo, now);
+      if (r) return r;
+    }
+    return undefined;
+  }
+
+  #lastPoolErrno = 'EADDRNOTAVAIL';
+
+  /** One connect; returns an outcome only when a limit stops this worker. */
+  #attempt(combo: Combo, now: number): { reason: 'limit'; errno: string } | undefined {
+    const c = this.#c;
+    const target = this.#targetAddrs[combo.target];
+    const fd = ffi.socket(target.length === 16 ? 4 : 6, true);
+    this.#attempts++;
+    if (fd < 0) return this.#fail(combo, -1, fd);
+    if (c.close === 'rst') ffi.setLinger0(fd);
+    let r = 0;
+    if (c.strategy === 'bind') {
+      ffi.setReuseAddr(fd, true);
+      r = ffi.bind(fd, this.#sourceAddrs[combo.source]);
+    } else if (c.strategy === 'nopo') {
+      ffi.setBindAddressNoPort(fd);
+      r = ffi.bind(fd, this.#sourceAddrs[combo.source]);
+    } else if (c.strategy === 'explicit') {
+      ffi.setReuseAddr(fd, true);
+      const src = this.#sourceAddrs[combo.source];
+      for (;;) {
+        if (combo.cursor >= this.#explicitPorts.length) {
+          ffi.close(fd);
+          this.#attempts--;
+          this.#poolFull(combo, 'EADDRNOTAVAIL', false);
+          return undefined;
+        }
+        ffi.setSockaddrPort(src, this.#explicitPorts[combo.cursor++]);
+        r = ffi.bind(fd, src);
+        // A listener or a socket without SO_REUSEADDR owns this port: skip it.
+        if (r === -ffi.EADDRINUSE) continue;
+        break;
+      }
+    }
+    if (r >= 0) r = ffi.connect(fd, target);
+    if (r === 0 || r === -ffi.EINPROGRESS) {
+      const i = this.#pendCount++;
+      this.#pending.set(i, fd, ffi.POLLOUT);
+      this.#pendStart[i] = now;
+      this.#pendCombo[i] = this.#combos.indexOf(combo);
+      return undefined;
+    }
+    // Explicit: the 4-tuple from this port is taken; the next port may do.
+    if (c.strategy === 'explicit' && r === -ffi.EADDRNOTAVAIL) {
+      ffi.close(fd);
+      this.#attempts--;
+      return undefined;
+    }
+    return this.#fail(combo, fd, r);
+  }
+
+  #fail(combo: Combo, fd: number, negErrno: number): { reason: 'limit'; errno: string } | undefined {
+    if (fd >= 0) ffi.close(fd);
+    const name = ffi.errnoName(negErrno);
+    this.#errors[name] = (this.#errors[name] ?? 0) + 1;
+    const meaning = errnoMeaning(name, this.#c.strategy);
+    if (meaning.effect === 'pool') this.#poolFull(combo, name, true);
+    else if (meaning.effect === 'stop') return { reason: 'limit', errno: name };
+    return undefined;
+  }
+
+  #poolFull(combo: Combo, errno: string, announce: boolean): void {
+    this.#lastPoolErrno = errno;
+    this.exclude(combo.key);
+    if (announce) send({ type: 'exhausted', key: combo.key, errno });
+  }
+
+  #harvest(now: number): void {
+    for (let i = this.#pendCount - 1; i >= 0; i--) {
+      const re = this.#pending.revents(i);
+      if (re === 0) continue;
+      const fd = this.#pending.fd(i);
+      const combo = this.#combos[this.#pendCombo[i]];
+      const err = ffi.socketError(fd);
+      const start = this.#pendStart[i];
+      this.#removePending(i);
+      if (err !== 0 || re & (ffi.POLLERR | ffi.POLLHUP)) {
+        this.#fail(combo, fd, -(err || ffi.ECONNRESET));
+        continue;
+      }
+      this.#fds[this.#held++] = fd;
+      combo.held++;
+      this.#sourceHeld[combo.source]++;
+      const ms = now - start;
+      const b = bucketOf(ms);
+      this.#latency[b]++;
+      if (ms > this.#latencyMax) this.#latencyMax = ms;
+      const occ = this.#occupancy(combo);
+      this.#byOcc[Math.min(9, Math.max(0, Math.floor(occ * 10)))][b]++;
+      const name = ffi.getsockname(fd);
+      if (typeof name === 'object') this.#portCount[name.port]++;
+    }
+  }
+
+  /** How full the pool this connection drew from was, 0..1 (other workers counted as of this worker's start). */
+  #occupancy(combo: Combo): number {
+    const c = this.#c;
+    if (c.poolSize <= 0) return 0;
+    if (c.strategy === 'bind') return this.#sourceHeld[combo.source] / c.poolSize;
+    if (c.strategy === 'explicit') return combo.cursor / Math.max(1, this.#explicitPorts.length);
+    const sources = c.strategy === 'auto' ? 1 : Math.max(1, c.sources.length);
+    return ((c.heldPerTarget[combo.target] ?? 0) / sources + combo.held) / c.poolSize;
+  }
+
+  #removePending(i: number): void {
+    const last = --this.#pendCount;
+    if (i !== last) {
+      this.#pending.set(i, this.#pending.fd(last), ffi.POLLOUT);
+      this.#pendStart[i] = this.#pendStart[last];
+      this.#pendCombo[i] = this.#pendCombo[last];
+    }
+    this.#pending.set(last, -1, 0);
+  }
+
+  #expire(now: number): void {
+    for (let i = this.#pendCount - 1; i >= 0; i--) {
+      if (now - this.#pendStart[i] < this.#c.connectTimeoutMs) continue;
+      const fd = this.#pending.fd(i);
+      const combo = this.#combos[this.#pendCombo[i]];
+      this.#removePending(i);
+      this.#fail(combo, fd, -ffi.ETIMEDOUT);
+    }
+  }
+
+  #abandonPending(): void {
+    for (let i = this.#pendCount - 1; i >= 0; i--) {
+      ffi.close(this.#pending.fd(i));
+      this.#removePending(i);
+    }
+  }
+
+  #sendPorts(): void {
+    const pairs: number[] = [];
+    for (let p = 0; p < 65536; p++) if (this.#portCount[p]) pairs.push(p, this.#portCount[p]);
+    send({ type: 'ports', pairs });
+  }
+
+  /** While holding, notices connections the peer reset or closed (a dead sink), closes and counts them. */
+  #checkHeld = (): void => {
+    if (this.#state !== 'hold' || this.#held === 0) return;
+    const set = new ffi.PollSet(Math.min(this.#held, 4096));
+    const lostBefore = this.#lost;
+    for (let base = 0; base < this.#held; ) {
+      const n = Math.min(set.capacity, this.#held - base);
+      for (let i = 0; i < n; i++) set.set(i, this.#fds[base + i], POLLRDHUP);
+      if (set.poll(n, 0) > 0) {
+        // Compact: drop the dead ones from this chunk.
+        let w = base;
+        for (let i = 0; i < n; i++) {
+          if (set.revents(i)) {
+            ffi.close(this.#fds[base + i]);
+            this.#lost++;
+          } else this.#fds[w++] = this.#fds[base + i];
+        }
+        const dead = n - (w - base);
+        this.#fds.copyWithin(w, base + n, this.#held);
+        this.#held -= dead;
+        base = w;
+      } else base += n;
+    }
+    if (this.#lost !== lostBefore) send({ type: 'progress', stats: this.stats() });
+    setTimeout(this.#checkHeld, HOLD_CHECK_MS).unref();
+  };
+
+  /** Closes every held descriptor (RST when close is 'rst': SO_LINGER 0 was set at creation). */
+  closeAll(): number {
+    this.#state = 'closing';
+    this.#abandonPending();
+    const n = this.#held;
+    for (let i = 0; i < n; i++) ffi.close(this.#fds[i]);
+    this.#held = 0;
+    return n;
+  }
+}
+
+let worker: ClientWorker | undefined;
+
+process.on('message', (msg: ToWorker) => {
+  switch (msg.type) {
+    case 'start': {
+      const config = msg.config as ClientConfig;
+      const nofile = raiseNofile(config.nofile);
+      // Keep room for the descriptors node itself holds (stdio, IPC, epoll, ...).
+      const quota = Math.max(0, Math.min(config.quota, nofile.soft - 64));
+      worker = new ClientWorker(config, quota);
+      send({ type: 'ready', pid: process.pid, nofile });
+      worker.start();
+      break;
+    }
+    case 'exclude':
+      worker?.exclude(msg.key);
+      break;
+    case 'stop':
+      worker?.stop();
+      break;
+    case 'close': {
+      const closed = worker?.closeAll() ?? 0;
+      send({ type: 'closed', closed });
+      process.disconnect?.();
+      break;
+    }
+  }
+});
+// The coordinator gone means nobody will ever tell us to close: do it now.
+process.on('disconnect', () => {
+  worker?.closeAll();
+  process.exit(0);
+});

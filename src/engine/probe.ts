@@ -1,0 +1,589 @@
+/**
+ * The coordinator: plans worker processes from the open-files limit, opens
+ * the embedded sink's listeners, ramps client workers up to the target, a
+ * time bound or the first limit, measures at the peak, closes everything and
+ * checks that nothing is left. Emits 'progress'; resolves with the result.
+ */
+import { EventEmitter } from 'node:events';
+import { readKernelFacts, type KernelFacts } from '../kernel/facts.js';
+import * as ffi from '../kernel/ffi.js';
+import { scanProcNetTcp } from '../kernel/proc-net-tcp.js';
+import { EngineError, FfiUnavailableError, InvalidArgumentError } from '../errors.js';
+import { type Endpoints, familyOf, isLoopback } from '../model/address.js';
+import { errnoMeaning } from '../model/errno.js';
+import { computeLimits, explicitPool, ephemeralPool, type ConstraintId, type Limits } from '../model/limits.js';
+import type { Strategy } from '../model/strategy.js';
+import { PortSet } from '../model/port-set.js';
+import { median, occupancyCurve, sourcePortStats, sumStats } from './aggregate.js';
+import { quantile } from './histogram.js';
+import { closeListeners, fmtTarget, ListenError, openFreeListeners, openListener, type Listener } from './listeners.js';
+import { kernelSocketBytes, pssBytes } from './memory.js';
+import type { ClientConfig, ClientStats, FromWorker, SinkConfig, Target } from './protocol.js';
+import { reap, spawnWorker, type WorkerHandle } from './worker-pool.js';
+
+/** Options of a run; the CLI validates them before they get here. */
+export interface ProbeOptions {
+  /** Connections to reach and hold. */
+  readonly connections: number;
+  /** Time bound of the whole ramp, seconds. */
+  readonly durationS: number;
+  /** Seconds to hold the peak before closing. */
+  readonly holdS: number;
+  /** Destinations; empty: the embedded sink picks loopback ports from the model. */
+  readonly to: readonly Endpoints[];
+  readonly from: readonly string[];
+  readonly strategy: Strategy;
+  /** Connects in flight at once, over all active workers. */
+  readonly concurrency: number;
+  /** Connects per second over all workers; 0: no cap. */
+  readonly rate: number;
+  readonly close: 'rst' | 'fin';
+  /** Run the embedded sink (probe) or connect to an existing server (load). */
+  readonly sink: boolean;
+  /** Client workers ramping at the same time. */
+  readonly parallel: number;
+  /** Soft open-files limit for client workers instead of the hard one (tests of fd-process). */
+  readonly workerNofile?: number;
+  /** A client worker that dies: go on without it, or end the run. */
+  readonly onWorkerDeath: 'continue' | 'stop';
+  /** Give up on one connect after this long. */
+  readonly connectTimeoutMs: number;
+}
+
+/** Defaults for everything but what a run must say. */
+export const PROBE_DEFAULTS = {
+  connections: 100_000,
+  holdS: 0,
+  strategy: 'auto' as Strategy,
+  concurrency: 512,
+  rate: 0,
+  close: 'rst' as const,
+  parallel: 2,
+  onWorkerDeath: 'continue' as const,
+  connectTimeoutMs: 3000,
+};
+
+/** Default time bound for a target: generous for this machine's ~30k/s, and at least a minute. */
+export function defaultDuration(connections: number): number {
+  return Math.max(60, Math.ceil(connections / 5000));
+}
+
+/** A live snapshot for the progress line. */
+export interface ProbeProgress {
+  readonly elapsedMs: number;
+  readonly held: number;
+  readonly accepted: number;
+  readonly ratePerSec: number;
+  readonly errors: number;
+  readonly phase: Phase;
+}
+
+type Phase = 'starting' | 'ramping' | 'holding' | 'closing' | 'done';
+
+/** Why the ramp ended. */
+export type StopReason = 'target' | 'time' | 'limit' | 'stall' | 'signal' | 'worker-died';
+
+/** A worker that died during the run. */
+export interface DeadWorker {
+  readonly kind: 'client' | 'sink';
+  readonly pid: number;
+  readonly signal: string | null;
+  readonly code: number | null;
+  readonly held: number;
+}
+
+/** Everything a run measured. Times in milliseconds. */
+export interface ProbeResult {
+  readonly target: number;
+  readonly held: number;
+  readonly predicted: number | null;
+  readonly ceiling: { readonly connections: number | null; readonly binding: ConstraintId | null; readonly remedy: string };
+  readonly stoppedBy: StopReason;
+  readonly limit: { readonly id: ConstraintId | null; readonly errno: string; readonly count: number; readonly words: string } | null;
+  readonly errors: Readonly<Record<string, number>>;
+  readonly attempts: number;
+  readonly lost: number;
+  readonly rate: { readonly median: number | null; readonly peak: number | null; readonly samples: readonly number[] };
+  readonly latency: { readonly p50: number | null; readonly p99: number | null; readonly max: number | null };
+  readonly latencyByOccupancy: ReturnType<typeof occupancyCurve>;
+  readonly sourcePorts: ReturnType<typeof sourcePortStats>;
+  readonly memory: { readonly userBytes: number; readonly userBytesPerConnection: number | null; readonly kernelBytes: number; readonly kernelBytesPerConnection: number | null };
+  readonly cleanup: { readonly left: number; readonly timeWait: number };
+  readonly destinations: readonly string[];
+  readonly sources: readonly string[];
+  readonly strategy: Strategy;
+  readonly workers: { readonly clients: number; readonly sinks: number; readonly died: readonly DeadWorker[] };
+  readonly timeline: readonly { readonly t: number; readonly held: number; readonly rate: number; readonly errors: number }[];
+  readonly rampMs: number;
+  readonly durationMs: number;
+  readonly limits: Limits;
+}
+
+const PROGRESS_MS = 250;
+/** Largest share of a port pool the default destinations are planned to fill. */
+const FILL_TARGET = 0.45;
+const STALL_MS = 5000;
+/** Descriptors a worker keeps for node itself. */
+const FD_RESERVE = 64;
+
+/** One probe (or load) run. */
+export class Probe extends EventEmitter {
+  readonly #o: ProbeOptions;
+  #phase: Phase = 'starting';
+  #facts!: KernelFacts;
+  #limits!: Limits;
+  #targets: Target[] = [];
+  #listeners: Listener[] = [];
+  readonly #clients: WorkerHandle[] = [];
+  readonly #sinks: WorkerHandle[] = [];
+  readonly #stats = new Map<WorkerHandle, ClientStats>();
+  readonly #sinkHeld = new Map<WorkerHandle, number>();
+  readonly #ports = new Map<WorkerHandle, readonly number[]>();
+  readonly #excluded = new Map<string, string>();
+  readonly #died: DeadWorker[] = [];
+  #active = 0;
+  #assigned = 0;
+  #plannedClients = 0;
+  #clientQuota = 0;
+  #started = 0;
+  #rampStart = 0;
+  #peak = 0;
+  #peakAt = 0;
+  #stopReason: StopReason | undefined;
+  #stopErrno: string | undefined;
+  #lastHeld = 0;
+  #lastProgressAt = 0;
+  #lastGrowthAt = 0;
+  readonly #rates: number[] = [];
+  readonly #timeline: { t: number; held: number; rate: number; errors: number }[] = [];
+  #rampEnded!: () => void;
+  #ticker: NodeJS.Timeout | undefined;
+  #memory = { userBytes: 0, kernelBytes: 0 };
+  #kernelBefore = 0;
+
+  constructor(options: ProbeOptions) {
+    super();
+    this.#o = options;
+  }
+
+  /** Ends the ramp now (SIGINT/SIGTERM): the run closes everything and resolves. */
+  abort(): void {
+    this.#endRamp('signal');
+    this.emit('abort-hold');
+  }
+
+  /** Runs to the end; always closes what it opened. */
+  async run(): Promise<ProbeResult> {
+    if (!ffi.ffiAvailable()) throw new FfiUnavailableError(ffi.ffiUnavailableReason() ?? 'unknown reason');
+    this.#started = performance.now();
+    this.#facts = readKernelFacts();
+    try {
+      this.#plan();
+      const timeWaitBefore = this.#countRunSockets().timeWait;
+      this.#kernelBefore = kernelSocketBytes();
+      await this.#startSinks();
+      await this.#ramp();
+      this.#measurePeak();
+      if (this.#o.holdS > 0 && this.#stopReason !== 'signal') await this.#hold();
+      this.#phase = 'closing';
+      this.#emitProgress();
+      await this.#closeAll();
+      const after = this.#countRunSockets();
+      return this.#result({ left: after.left, timeWait: Math.max(0, after.timeWait - timeWaitBefore) });
+    } finally {
+      clearInterval(this.#ticker);
+      closeListeners(this.#listeners);
+      await reap([...this.#clients, ...this.#sinks], 1500);
+      this.#phase = 'done';
+    }
+  }
+
+  #plan(): void {
+    const o = this.#o;
+    const nofile = ffi.getNofileLimit();
+    this.#clientQuota = Math.max(1, Math.min(o.workerNofile ?? nofile.hard, nofile.hard) - FD_RESERVE);
+    const backlog = this.#facts.somaxconn.known ? this.#facts.somaxconn.value : 4096;
+    const rst = o.close === 'rst';
+    if (o.to.length === 0) {
+      if (!o.sink) throw new InvalidArgumentError('--to is required: the server to connect to');
+      this.#listeners = this.#defaultListeners(backlog, rst);
+    } else {
+      for (const e of o.to) for (const address of e.addresses) for (const port of e.ports) this.#targets.push({ address, port });
+      if (o.sink) {
+        for (const t of this.#targets) {
+          const l = openListener(t, backlog, rst);
+          if (l instanceof ListenError) {
+            closeListeners(this.#listeners);
+            const hint = l.errno === 'EADDRNOTAVAIL' ? ' (the embedded sink listens on this host; use fourtuple load for a remote server)' : l.errno === 'EADDRINUSE' ? ' (already in use; use fourtuple load to connect to the server there)' : '';
+            throw new InvalidArgumentError(`cannot listen on ${fmtTarget(t)} in --to: ${l.errno}${hint}`);
+          }
+          this.#listeners.push(l);
+        }
+      }
+    }
+    if (this.#listeners.length) this.#targets = this.#listeners.map(({ address, port }) => ({ address, port }));
+    const fam = familyOf(this.#targets[0].address);
+    for (const s of o.from) {
+      if (familyOf(s) !== fam) throw new InvalidArgumentError(`source address '${s}' in --from is not of the destinations' family (IPv${fam})`);
+    }
+    this.#limits = this.#model();
+    this.#plannedClients = Math.ceil(o.connections / this.#clientQuota);
+  }
+
+  #model(): Limits {
+    const byAddr = new Map<string, number[]>();
+    for (const t of this.#targets) byAddr.set(t.address, [...(byAddr.get(t.address) ?? []), t.port]);
+    const destinations = [...byAddr].map(([a, ports]) => ({ addresses: [a], ports: PortSet.of(...ports) }));
+    const localAddresses = this.#facts.interfaces.known ? this.#facts.interfaces.value.map((i) => i.address) : [];
+    // The probe's own listeners are not in the way of its source ports: model the host as it was before them.
+    const facts = { ...this.#facts };
+    return computeLimits({ facts, strategy: this.#o.strategy, sources: this.#o.from, destinations, localAddresses });
+  }
+
+  /**
+   * Enough loopback ports, below the ephemeral range, that no pool gets more
+   * than FILL_TARGET full: connect() scans even ports first, so past half full
+   * every connect walks the whole used half before it finds a free odd port.
+   */
+  #defaultListeners(backlog: number, rst: boolean): Listener[] {
+    const pool = ephemeralPool(this.#facts)?.size ?? 28_232;
+    const perPort = this.#o.strategy === 'explicit' ? explicitPool(this.#facts).size : pool;
+    const sources = Math.max(1, this.#o.from.length);
+    const perPortAll = this.#o.strategy === 'bind' ? Number.MAX_SAFE_INTEGER : perPort * sources;
+    const count = Math.max(1, Math.ceil(this.#o.connections / (perPortAll * FILL_TARGET)));
+    const range = this.#facts.portRange.known ? this.#facts.portRange.value : { lo: 32768, hi: 60999 };
+    const reserved = this.#facts.reservedPorts.known ? this.#facts.reservedPorts.value : '';
+    const res = reserved ? new Set(reserved.split(',').flatMap((r) => {
+      const [lo, hi = lo] = r.split('-').map(Number);
+      return Array.from({ length: hi - lo + 1 }, (_, i) => lo + i);
+    })) : new Set<number>();
+    const address = this.#o.from[0] && familyOf(this.#o.from[0]) === 6 ? '::1' : '127.0.0.1';
+    return openFreeListeners(address, count, 7000, (p) => (p >= range.lo && p <= range.hi) || res.has(p), backlog, rst);
+  }
+
+  async #startSinks(): Promise<void> {
+    if (!this.#o.sink) return;
+    const o = this.#o;
+    const nofile = ffi.getNofileLimit();
+    const quota = Math.max(1, nofile.hard - FD_RESERVE - this.#listeners.length);
+    const count = Math.ceil(o.connections / quota) + 1;
+    const fds = this.#listeners.map((l) => l.fd);
+    const ready: Promise<void>[] = [];
+    for (let i = 0; i < count; i++) {
+      const w = spawnWorker('sink', i, this.#onMessage, this.#onExit, fds);
+      this.#sinks.push(w);
+      ready.push(this.#whenReady(w));
+      const config: SinkConfig = { kind: 'sink', index: i, listeners: fds.length, quota, close: o.close };
+      w.send({ type: 'start', config });
+    }
+    await Promise.all(ready);
+  }
+
+  #whenReady(w: WorkerHandle): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const onMsg = (m: FromWorker): void => {
+        if (m.type === 'ready') {
+          w.child.off('message', onMsg);
+          resolve();
+        }
+      };
+      w.child.on('message', onMsg);
+      w.child.once('exit', (code, signal) => reject(new EngineError(`${w.kind} worker ${w.pid} exited at start (${signal ?? `code ${code}`})`)));
+    });
+  }
+
+  #ramp(): Promise<void> {
+    this.#phase = 'ramping';
+    this.#rampStart = performance.now();
+    this.#lastProgressAt = this.#rampStart;
+    this.#lastGrowthAt = this.#rampStart;
+    const done = new Promise<void>((resolve) => (this.#rampEnded = resolve));
+    if (this.#stopReason) this.#rampEnded();
+    const deadline = this.#rampStart + this.#o.durationS * 1000;
+    this.#ticker = setInterval(() => {
+      const now = performance.now();
+      this.#sample(now);
+      if (this.#phase !== 'ramping') return;
+      if (now >= deadline) this.#endRamp('time');
+      else if (now - this.#lastGrowthAt > STALL_MS && this.#active > 0) this.#endRamp('stall');
+    }, PROGRESS_MS);
+    for (let i = 0; i < this.#o.parallel; i++) this.#nextClient();
+    return done;
+  }
+
+  /** Starts the next client worker if the plan has one left and the ramp goes on. */
+  #nextClient(): void {
+    const o = this.#o;
+    if (this.#phase !== 'ramping' || this.#assigned >= o.connections) return;
+    const quota = Math.min(this.#clientQuota, o.connections - this.#assigned);
+    this.#assigned += quota;
+    const index = this.#clients.length;
+    const w = spawnWorker('client', index, this.#onMessage, this.#onExit);
+    this.#clients.push(w);
+    this.#quotaOf.set(w, quota);
+    this.#active++;
+    const heldPerTarget = this.#targets.map(() => Math.round(this.#total().held / Math.max(1, this.#targets.length)));
+    const pool = ephemeralPool(this.#facts)?.size ?? 0;
+    const config: ClientConfig = {
+      kind: 'client',
+      index,
+      workers: Math.max(this.#plannedClients, 1),
+      strategy: o.strategy,
+      sources: o.from,
+      targets: this.#targets,
+      quota,
+      concurrency: Math.max(1, Math.ceil(o.concurrency / o.parallel)),
+      rate: o.rate > 0 ? o.rate / o.parallel : 0,
+      connectTimeoutMs: o.connectTimeoutMs,
+      close: o.close,
+      explicitPorts: o.strategy === 'explicit' ? explicitPool(this.#facts).toString() : '',
+      poolSize: o.strategy === 'explicit' ? explicitPool(this.#facts).size : pool,
+      heldPerTarget,
+      nofile: o.workerNofile,
+      excluded: [...this.#excluded.keys()],
+    };
+    w.send({ type: 'start', config });
+  }
+
+  #onMessage = (w: WorkerHandle, m: FromWorker): void => {
+    switch (m.type) {
+      case 'progress':
+        this.#stats.set(w, m.stats);
+        this.#checkTarget();
+        break;
+      case 'accepted':
+        this.#sinkHeld.set(w, m.held);
+        break;
+      case 'exhausted':
+        if (!this.#excluded.has(m.key)) {
+          this.#excluded.set(m.key, m.errno);
+          for (const c of this.#clients) if (c !== w && !c.exit) c.send({ type: 'exclude', key: m.key });
+        }
+        break;
+      case 'ports':
+        this.#ports.set(w, m.pairs);
+        break;
+      case 'done':
+        this.#stats.set(w, m.stats);
+        this.#doneClients.add(w);
+        this.#active--;
+        this.#onClientDone(m.reason, m.errno);
+        break;
+      default:
+        break;
+    }
+  };
+
+  #onClientDone(reason: 'quota' | 'limit' | 'stopped' | 'nothing-left', errno?: string): void {
+    if (this.#phase !== 'ramping') return;
+    if (reason === 'limit') return this.#endRamp('limit', errno);
+    if (reason === 'nothing-left' && this.#o.strategy !== 'explicit') return this.#endRamp('limit', errno);
+    if (this.#checkTarget()) return;
+    if (this.#assigned < this.#o.connections) this.#nextClient();
+    else if (this.#active === 0) this.#endRamp(reason === 'nothing-left' ? 'limit' : 'target', errno);
+  }
+
+  #checkTarget(): boolean {
+    if (this.#phase !== 'ramping') return false;
+    const held = this.#total().held;
+    if (held >= this.#o.connections) {
+      this.#endRamp('target');
+      return true;
+    }
+    return false;
+  }
+
+  #onExit = (w: WorkerHandle): void => {
+    if (this.#phase === 'closing' || this.#phase === 'done') return;
+    const held = w.kind === 'client' ? (this.#stats.get(w)?.held ?? 0) : (this.#sinkHeld.get(w) ?? 0);
+    this.#died.push({ kind: w.kind, pid: w.pid, signal: w.exit?.signal ?? null, code: w.exit?.code ?? null, held });
+    if (w.kind === 'client') {
+      // Its descriptors died with it; it holds nothing now.
+      const s = this.#stats.get(w);
+      if (s) this.#stats.set(w, { ...s, held: 0, pending: 0, lost: s.lost + s.held });
+      const wasActive = !this.#doneClients.has(w);
+      if (wasActive) this.#active--;
+      if (this.#phase === 'ramping') {
+        if (this.#o.onWorkerDeath === 'stop') this.#endRamp('worker-died');
+        else if (wasActive) {
+          // Its share is gone with it: hand the same share to a new worker.
+          this.#assigned -= this.#quotaOf.get(w) ?? 0;
+          this.#nextClient();
+        }
+      }
+    }
+  };
+
+  readonly #doneClients = new Set<WorkerHandle>();
+  readonly #quotaOf = new Map<WorkerHandle, number>();
+
+  #endRamp(reason: StopReason, errno?: string): void {
+    if (this.#stopReason) return;
+    this.#stopReason = reason;
+    this.#stopErrno = errno;
+    for (const c of this.#clients) c.send({ type: 'stop' });
+    if (this.#phase === 'ramping' || this.#phase === 'starting') this.#rampEnded?.();
+  }
+
+  #total() {
+    return sumStats(this.#stats.values());
+  }
+
+  #sample(now: number): void {
+    const t = this.#total();
+    const dt = (now - this.#lastProgressAt) / 1000;
+    const rate = dt > 0 ? (t.held - this.#lastHeld) / dt : 0;
+    if (t.held > this.#lastHeld) this.#lastGrowthAt = now;
+    if (this.#phase === 'ramping' && t.held > this.#lastHeld) this.#rates.push(rate);
+    const errors = Object.values(t.errors).reduce((a, b) => a + b, 0);
+    this.#timeline.push({ t: Math.round(now - this.#rampStart), held: t.held, rate: Math.round(rate), errors });
+    this.#lastHeld = t.held;
+    this.#lastProgressAt = now;
+    if (t.held > this.#peak) {
+      this.#peak = t.held;
+      this.#peakAt = now;
+    }
+    this.#emitProgress(t.held, rate, errors);
+  }
+
+  #emitProgress(held = this.#total().held, rate = 0, errors = 0): void {
+    let accepted = 0;
+    for (const v of this.#sinkHeld.values()) accepted += v;
+    const p: ProbeProgress = { elapsedMs: performance.now() - this.#started, held, accepted, ratePerSec: rate, errors, phase: this.#phase };
+    this.emit('progress', p);
+  }
+
+  /** Waits for in-flight reports, then records the peak and its memory. */
+  #measurePeak(): void {
+    const t = this.#total();
+    if (t.held >= this.#peak) {
+      this.#peak = t.held;
+      this.#peakAt = performance.now();
+    }
+    let user = pssBytes(process.pid);
+    for (const w of [...this.#clients, ...this.#sinks]) if (!w.exit) user += pssBytes(w.pid);
+    this.#memory = { userBytes: user, kernelBytes: Math.max(0, kernelSocketBytes() - this.#kernelBefore) };
+  }
+
+  async #hold(): Promise<void> {
+    this.#phase = 'holding';
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(resolve, this.#o.holdS * 1000);
+      const onSignal = (): void => {
+        clearTimeout(t);
+        resolve();
+      };
+      this.once('abort-hold', onSignal);
+    });
+  }
+
+  /** Clients first (RST from the side that opened), then sinks, then the listeners. */
+  async #closeAll(): Promise<void> {
+    await this.#closeGroup(this.#clients);
+    await this.#closeGroup(this.#sinks);
+    closeListeners(this.#listeners);
+  }
+
+  async #closeGroup(group: WorkerHandle[]): Promise<void> {
+    const waits = group.filter((w) => !w.exit).map((w) => new Promise<void>((res) => {
+      w.child.once('exit', () => res());
+      w.send({ type: 'close' });
+    }));
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.all(waits), new Promise<void>((res) => (timer = setTimeout(res, 1500)))]);
+    clearTimeout(timer);
+    for (const w of group) if (!w.exit) w.child.kill('SIGKILL');
+  }
+
+  /** Sockets of this run still in the kernel's table: open ones, and TIME_WAIT. */
+  #countRunSockets(): { left: number; timeWait: number } {
+    const keys = new Set(this.#targets.map((t) => `${t.address}|${t.port}`));
+    let left = 0;
+    let timeWait = 0;
+    scanProcNetTcp('/', (r) => {
+      const mine = keys.has(`${r.remoteAddress}|${r.remotePort}`) || (r.state !== 10 && keys.has(`${r.localAddress}|${r.localPort}`));
+      if (!mine) return;
+      if (r.state === 6) timeWait++;
+      else left++;
+    });
+    return { left, timeWait };
+  }
+
+  /** Median and peak over the ramp's samples; a ramp shorter than one sample gets its average for both. */
+  #rateSummary(held: number): ProbeResult['rate'] {
+    const rampS = ((this.#peakAt || performance.now()) - this.#rampStart) / 1000;
+    if (this.#rates.length < 2) {
+      const avg = rampS > 0 && held > 0 ? Math.round(held / rampS) : null;
+      return { median: avg, peak: avg, samples: this.#rates.map(Math.round) };
+    }
+    return { median: round(median(this.#rates)), peak: round(Math.max(...this.#rates)), samples: this.#rates.map(Math.round) };
+  }
+
+  #result(cleanup: { left: number; timeWait: number }): ProbeResult {
+    const t = this.#total();
+    const o = this.#o;
+    const stoppedBy = this.#stopReason ?? 'target';
+    let limit: ProbeResult['limit'] = null;
+    if (stoppedBy === 'limit' || stoppedBy === 'stall') {
+      const errno = this.#stopErrno ?? dominant(t.errors);
+      if (errno) {
+        const meaning = errnoMeaning(errno, o.strategy);
+        limit = { id: meaning.constraint, errno, count: t.errors[errno] ?? 0, words: meaning.words };
+      }
+    }
+    const ceiling = this.#limits.host;
+    const predicted = ceiling.connections === null ? null : Math.min(o.connections, ceiling.connections);
+    const held = this.#peak;
+    const now = performance.now();
+    return {
+      target: o.connections,
+      held,
+      predicted,
+      ceiling,
+      stoppedBy,
+      limit,
+      errors: t.errors,
+      attempts: t.attempts,
+      lost: t.lost,
+      rate: this.#rateSummary(held),
+      latency: { p50: capped(quantile(t.latency, 0.5), t.latencyMax), p99: capped(quantile(t.latency, 0.99), t.latencyMax), max: t.attempts ? t.latencyMax : null },
+      latencyByOccupancy: occupancyCurve(t.byOccupancy),
+      sourcePorts: sourcePortStats(this.#ports.values()),
+      memory: {
+        userBytes: this.#memory.userBytes,
+        userBytesPerConnection: held ? Math.round(this.#memory.userBytes / held) : null,
+        kernelBytes: this.#memory.kernelBytes,
+        kernelBytesPerConnection: held ? Math.round(this.#memory.kernelBytes / held) : null,
+      },
+      cleanup,
+      destinations: this.#targets.map(fmtTarget),
+      sources: o.from,
+      strategy: o.strategy,
+      workers: { clients: this.#clients.length, sinks: this.#sinks.length, died: this.#died },
+      timeline: this.#timeline,
+      rampMs: Math.round((this.#peakAt || now) - this.#rampStart),
+      durationMs: Math.round(now - this.#started),
+      limits: this.#limits,
+    };
+  }
+}
+
+/** A bucket's upper edge can pass the largest value seen; report no more than that. */
+function capped(q: number | null, max: number): number | null {
+  return q === null ? null : Math.min(q, max);
+}
+
+function round(n: number | null): number | null {
+  return n === null ? null : Math.round(n);
+}
+
+function dominant(errors: Record<string, number>): string | undefined {
+  let best: string | undefined;
+  for (const [k, v] of Object.entries(errors)) if (!best || v > errors[best]) best = k;
+  return best;
+}
+
+/** True when `address` is on this host (the embedded sink can listen there). */
+export function isLocal(address: string, facts: KernelFacts): boolean {
+  return isLoopback(address) || (facts.interfaces.known && facts.interfaces.value.some((i) => i.address === address));
+}

@@ -1,0 +1,89 @@
+/**
+ * Messages between the coordinator and its worker processes, as
+ * discriminated unions. Workers report cumulative counters, so a lost or
+ * late message never double-counts.
+ */
+import type { Strategy } from '../model/strategy.js';
+
+/** One destination a client connects to. */
+export interface Target {
+  readonly address: string;
+  readonly port: number;
+}
+
+/** What a client worker is told at start. */
+export interface ClientConfig {
+  readonly kind: 'client';
+  readonly index: number;
+  /** Workers in the plan (explicit strategy: this worker takes every index % workers == index source port). */
+  readonly workers: number;
+  readonly strategy: Strategy;
+  readonly sources: readonly string[];
+  readonly targets: readonly Target[];
+  /** Connections this worker opens at most (its share of the open-files limit). */
+  readonly quota: number;
+  /** Connects in flight at once. */
+  readonly concurrency: number;
+  /** Connects per second for this worker; 0: no cap. */
+  readonly rate: number;
+  /** Give up on one connect after this long. */
+  readonly connectTimeoutMs: number;
+  /** `rst`: SO_LINGER 0 on every socket, so any close (even the process dying) sends RST and leaves no TIME_WAIT. */
+  readonly close: 'rst' | 'fin';
+  /** Ports of the explicit pool (strategy explicit), as `lo-hi,...`. */
+  readonly explicitPorts: string;
+  /** Size of one ephemeral pool, to place each connect on the latency-against-occupancy curve. */
+  readonly poolSize: number;
+  /** Connections already held per target when this worker starts (occupancy baseline). */
+  readonly heldPerTarget: readonly number[];
+  /** Soft RLIMIT_NOFILE to set instead of raising to the hard limit (tests of fd-process). */
+  readonly nofile?: number;
+  /** Pool keys already known to be full (see FromWorker 'exhausted'). */
+  readonly excluded: readonly string[];
+}
+
+/** What a sink worker is told at start; its listening sockets arrive as fds 3.. in `listeners` order. */
+export interface SinkConfig {
+  readonly kind: 'sink';
+  readonly index: number;
+  readonly listeners: number;
+  /** Connections this worker accepts at most. */
+  readonly quota: number;
+  readonly close: 'rst' | 'fin';
+}
+
+/** Coordinator → worker. */
+export type ToWorker =
+  | { readonly type: 'start'; readonly config: ClientConfig | SinkConfig }
+  | { readonly type: 'exclude'; readonly key: string }
+  | { readonly type: 'stop' }
+  | { readonly type: 'close' };
+
+/** Counters a client worker reports, cumulative since its start. */
+export interface ClientStats {
+  readonly held: number;
+  readonly attempts: number;
+  readonly pending: number;
+  /** Failed attempts per errno name. */
+  readonly errors: Readonly<Record<string, number>>;
+  /** Held connections later lost to a reset or hang-up from the peer. */
+  readonly lost: number;
+  /** Latency histogram counts (see histogram.ts), and the maximum in ms. */
+  readonly latency: readonly number[];
+  readonly latencyMax: number;
+  /** One latency histogram per tenth of pool occupancy at the time of the connect (0-10%, ..., 90-100%). */
+  readonly byOccupancy: readonly (readonly number[])[];
+}
+
+/** Worker → coordinator. */
+export type FromWorker =
+  | { readonly type: 'ready'; readonly pid: number; readonly nofile: { soft: number; hard: number } }
+  | { readonly type: 'progress'; readonly stats: ClientStats }
+  | { readonly type: 'accepted'; readonly held: number; readonly lost: number; readonly errors: Readonly<Record<string, number>> }
+  /** A pool is exhausted: `key` names it (`t:3` target, `s:1` source, `st:1:3` source and target). */
+  | { readonly type: 'exhausted'; readonly key: string; readonly errno: string }
+  /** This worker can open no more: its quota is met, or a limit stops it. */
+  | { readonly type: 'done'; readonly reason: 'quota' | 'limit' | 'stopped' | 'nothing-left'; readonly errno?: string; readonly stats: ClientStats }
+  /** Source ports in use, as flat [port, count, port, count, ...] pairs. */
+  | { readonly type: 'ports'; readonly pairs: readonly number[] }
+  | { readonly type: 'closed'; readonly closed: number };

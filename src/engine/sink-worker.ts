@@ -1,0 +1,96 @@
+/**
+ * A sink worker process: accepts from listening sockets it inherited as
+ * fds 3.. (shared with the other sink workers, so whoever has room
+ * accepts), and holds each connection as a bare descriptor.
+ */
+import * as ffi from '../kernel/ffi.js';
+import type { SinkConfig, ToWorker } from './protocol.js';
+import { raiseNofile, send } from './worker-common.js';
+
+const REPORT_MS = 100;
+const POLL_MS = 20;
+
+class SinkWorker {
+  readonly #c: SinkConfig;
+  readonly #fds: Int32Array;
+  readonly #listen: ffi.PollSet;
+  readonly #quota: number;
+  #held = 0;
+  #lastReport = 0;
+  #running = true;
+  readonly #errors: Record<string, number> = {};
+
+  constructor(config: SinkConfig, quota: number) {
+    this.#c = config;
+    this.#quota = quota;
+    this.#fds = new Int32Array(quota);
+    this.#listen = new ffi.PollSet(config.listeners);
+    for (let i = 0; i < config.listeners; i++) this.#listen.set(i, 3 + i, ffi.POLLIN);
+  }
+
+  start(): void {
+    this.#loop();
+  }
+
+  #loop = (): void => {
+    if (!this.#running) return;
+    if (this.#held < this.#quota) {
+      const n = this.#listen.poll(this.#c.listeners, POLL_MS);
+      if (n > 0) {
+        for (let i = 0; i < this.#c.listeners && this.#held < this.#quota; i++) {
+          if (!this.#listen.revents(i)) continue;
+          const lfd = this.#listen.fd(i);
+          while (this.#held < this.#quota) {
+            const fd = ffi.accept4(lfd);
+            if (fd >= 0) {
+              this.#fds[this.#held++] = fd;
+              continue;
+            }
+            if (fd !== -ffi.EAGAIN && fd !== -ffi.EINTR) {
+              const name = ffi.errnoName(fd);
+              this.#errors[name] = (this.#errors[name] ?? 0) + 1;
+            }
+            break;
+          }
+        }
+      }
+    }
+    const now = performance.now();
+    if (now - this.#lastReport >= REPORT_MS) {
+      this.#lastReport = now;
+      send({ type: 'accepted', held: this.#held, lost: 0, errors: { ...this.#errors } });
+    }
+    if (this.#held >= this.#quota) {
+      // Full: stop waking up for the listeners; the other sink workers take the rest.
+      setTimeout(this.#loop, 200).unref();
+    } else setImmediate(this.#loop);
+  };
+
+  closeAll(): number {
+    this.#running = false;
+    const n = this.#held;
+    for (let i = 0; i < n; i++) ffi.close(this.#fds[i]);
+    this.#held = 0;
+    return n;
+  }
+}
+
+let sink: SinkWorker | undefined;
+
+process.on('message', (msg: ToWorker) => {
+  if (msg.type === 'start') {
+    const config = msg.config as SinkConfig;
+    const nofile = raiseNofile();
+    sink = new SinkWorker(config, Math.max(0, Math.min(config.quota, nofile.soft - 64 - config.listeners)));
+    send({ type: 'ready', pid: process.pid, nofile });
+    sink.start();
+  } else if (msg.type === 'close') {
+    const closed = sink?.closeAll() ?? 0;
+    send({ type: 'closed', closed });
+    process.disconnect?.();
+  }
+});
+process.on('disconnect', () => {
+  sink?.closeAll();
+  process.exit(0);
+});
