@@ -160,13 +160,28 @@ class ClientWorker {
     else setImmediate(this.#tick);
   };
 
-  /** True when nothing can be launched right now (rate cap or concurrency). */
+  /** True when nothing can be launched right now (rate cap, concurrency, or the sink's accept queue). */
   #launchBlocked(): boolean {
-    return this.#pendCount >= this.#c.concurrency || (this.#c.rate > 0 && this.#tokens < 1);
+    return this.#pendCount >= this.#c.concurrency || (this.#c.rate > 0 && this.#tokens < 1) || this.#sinkBehind();
+  }
+
+  #probe = 0;
+
+  /**
+   * True while the sink's accept queue is more than half full: connecting
+   * faster would overflow it and the kernel would drop SYNs (1 s retransmits).
+   * Samples one listener per call, in turn.
+   */
+  #sinkBehind(): boolean {
+    const n = this.#c.listeners;
+    if (n === 0) return false;
+    const q = ffi.listenQueue(3 + (this.#probe++ % n));
+    return q > this.#c.backlog / 2;
   }
 
   /** Starts connects until concurrency, quota, rate or the pools say stop; returns why the ramp ends, if it does. */
   #launch(now: number): { reason: 'quota' | 'limit' | 'nothing-left'; errno?: string } | undefined {
+    if (this.#sinkBehind()) return undefined;
     if (this.#c.rate > 0) {
       this.#tokens = Math.min(this.#c.rate / 10 + 1, this.#tokens + ((now - this.#lastRefill) * this.#c.rate) / 1000);
       this.#lastRefill = now;

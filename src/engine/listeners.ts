@@ -28,7 +28,8 @@ export function fmtTarget(t: Target): string {
 
 /** Opens one listener; SO_LINGER 0 is inherited by every accepted socket, so they close with RST too. */
 export function openListener(target: Target, backlog: number, rst: boolean): Listener | ListenError {
-  const fd = ffi.socket(familyOf(target.address), false);
+  // Nonblocking: sink workers share it, and an accept with nothing queued must return EAGAIN, not wait.
+  const fd = ffi.socket(familyOf(target.address), true);
   if (fd < 0) return new ListenError(target, ffi.errnoName(fd));
   ffi.setReuseAddr(fd, true);
   if (rst) ffi.setLinger0(fd);

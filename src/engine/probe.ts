@@ -160,6 +160,7 @@ export class Probe extends EventEmitter {
   #ticker: NodeJS.Timeout | undefined;
   #memory = { userBytes: 0, kernelBytes: 0 };
   #kernelBefore = 0;
+  #backlog = 4096;
 
   constructor(options: ProbeOptions) {
     super();
@@ -203,6 +204,7 @@ export class Probe extends EventEmitter {
     const nofile = ffi.getNofileLimit();
     this.#clientQuota = Math.max(1, Math.min(o.workerNofile ?? nofile.hard, nofile.hard) - FD_RESERVE);
     const backlog = this.#facts.somaxconn.known ? this.#facts.somaxconn.value : 4096;
+    this.#backlog = backlog;
     const rst = o.close === 'rst';
     if (o.to.length === 0) {
       if (!o.sink) throw new InvalidArgumentError('--to is required: the server to connect to');
@@ -318,7 +320,7 @@ export class Probe extends EventEmitter {
     const quota = Math.min(this.#clientQuota, o.connections - this.#assigned);
     this.#assigned += quota;
     const index = this.#clients.length;
-    const w = spawnWorker('client', index, this.#onMessage, this.#onExit);
+    const w = spawnWorker('client', index, this.#onMessage, this.#onExit, this.#listeners.map((l) => l.fd));
     this.#clients.push(w);
     this.#quotaOf.set(w, quota);
     this.#active++;
@@ -339,6 +341,8 @@ export class Probe extends EventEmitter {
       explicitPorts: o.strategy === 'explicit' ? explicitPool(this.#facts).toString() : '',
       poolSize: o.strategy === 'explicit' ? explicitPool(this.#facts).size : pool,
       heldPerTarget,
+      listeners: this.#listeners.length,
+      backlog: this.#backlog,
       nofile: o.workerNofile,
       excluded: [...this.#excluded.keys()],
     };

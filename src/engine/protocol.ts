@@ -38,6 +38,10 @@ export interface ClientConfig {
   readonly heldPerTarget: readonly number[];
   /** Soft RLIMIT_NOFILE to set instead of raising to the hard limit (tests of fd-process). */
   readonly nofile?: number;
+  /** Listening sockets of the embedded sink inherited as fds 3.. (0 for load): their accept queues pace the ramp. */
+  readonly listeners: number;
+  /** Their backlog: launching pauses while a queue is more than half full, so no SYN is dropped. */
+  readonly backlog: number;
   /** Pool keys already known to be full (see FromWorker 'exhausted'). */
   readonly excluded: readonly string[];
 }

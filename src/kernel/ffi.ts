@@ -452,3 +452,20 @@ export function errnoName(n: number): string {
   const v = Math.abs(n);
   return errnoNames.get(v) ?? `E${v}`;
 }
+
+const tcpInfoBuf = Buffer.alloc(32);
+const IPPROTO_TCP = 6;
+const TCP_INFO = 11;
+
+/**
+ * Accept-queue length and its maximum of a listening socket, from TCP_INFO
+ * (for a listener the kernel reports sk_ack_backlog in tcpi_unacked and the
+ * backlog in tcpi_sacked). Lets a client slow down before the queue
+ * overflows and SYNs are dropped. Queue length, or -errno.
+ */
+export function listenQueue(fd: number): number {
+  const n = native ?? need();
+  lenBuf.writeUInt32LE(tcpInfoBuf.length, 0);
+  if (n.getsockopt(fd, IPPROTO_TCP, TCP_INFO, tcpInfoBuf, lenBuf) < 0) return -n.errno();
+  return tcpInfoBuf.readUInt32LE(24);
+}
