@@ -383,8 +383,9 @@ process.on('message', (msg: ToWorker) => {
     case 'start': {
       const config = msg.config as ClientConfig;
       const nofile = raiseNofile(config.nofile);
-      // Keep room for the descriptors node itself holds (stdio, IPC, epoll, ...).
-      const quota = Math.max(0, Math.min(config.quota, nofile.soft - 64));
+      // Keep room for the descriptors node itself holds (stdio, IPC, epoll, ...). A forced low
+      // limit (config.nofile) is left to bite, as it would in a misconfigured process: EMFILE.
+      const quota = config.nofile === undefined ? Math.max(0, Math.min(config.quota, nofile.soft - 64)) : config.quota;
       worker = new ClientWorker(config, quota);
       send({ type: 'ready', pid: process.pid, nofile });
       worker.start();

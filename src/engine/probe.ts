@@ -202,7 +202,7 @@ export class Probe extends EventEmitter {
   #plan(): void {
     const o = this.#o;
     const nofile = ffi.getNofileLimit();
-    this.#clientQuota = Math.max(1, Math.min(o.workerNofile ?? nofile.hard, nofile.hard) - FD_RESERVE);
+    this.#clientQuota = Math.max(1, nofile.hard - FD_RESERVE);
     const backlog = this.#facts.somaxconn.known ? this.#facts.somaxconn.value : 4096;
     this.#backlog = backlog;
     const rst = o.close === 'rst';

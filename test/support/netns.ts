@@ -22,3 +22,22 @@ export function runInNetns<T>(script: string, args: object, timeoutMs = 60_000):
   if (r.status !== 0) throw new Error(`${script} in netns failed (status ${r.status}, signal ${r.signal}): ${r.stderr}`);
   return JSON.parse(r.stdout) as T;
 }
+
+/** Result of a command run in a namespace. */
+export interface NetnsRun {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Runs the fourtuple CLI in a new namespace after `setup` shell lines (run
+ * by sh, e.g. sysctl writes); loopback is brought up first.
+ */
+export function cliInNetns(setup: string[], args: string[], timeoutMs = 120_000): NetnsRun {
+  const cli = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
+  const quoted = [process.execPath, cli, ...args].map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
+  const script = ['set -e', 'ip link set lo up', ...setup, `exec ${quoted}`].join('\n');
+  const r = spawnSync('unshare', ['-n', 'sh', '-c', script], { encoding: 'utf8', timeout: timeoutMs });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}

@@ -1,0 +1,89 @@
+/**
+ * probe against the real kernel in private namespaces with tiny port ranges:
+ * every strategy holds exactly what the model predicts and names the
+ * constraint that stopped it.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { cliInNetns, netnsUnavailable } from './support/netns.js';
+
+const skip = netnsUnavailable();
+const RANGE = 'echo "40000 40099" > /proc/sys/net/ipv4/ip_local_port_range';
+
+interface Report {
+  held: number;
+  predicted: number;
+  stoppedBy: string;
+  limit: { id: string; errno: string; count: number } | null;
+  cleanup: { left: number; timeWait: number };
+  sourcePorts: { distinct: number; busiest: { port: number; connections: number } | null };
+  workers: { clients: number; sinks: number };
+}
+
+function probe(setup: string[], args: string[]): Report {
+  const r = cliInNetns(setup, ['probe', '--json', '--duration', '20', ...args]);
+  assert.equal(r.status, 0, r.stderr);
+  return JSON.parse(r.stdout) as Report;
+}
+
+test('auto: one destination holds exactly the 100-port range, then EADDRNOTAVAIL (ephemeral-ports)', { skip }, () => {
+  const r = probe([RANGE], ['--to', '127.0.0.1:7000', '--connections', '500']);
+  assert.equal(r.held, 100);
+  assert.equal(r.predicted, 100);
+  assert.equal(r.stoppedBy, 'limit');
+  assert.equal(r.limit?.id, 'ephemeral-ports');
+  assert.equal(r.limit?.errno, 'EADDRNOTAVAIL');
+  assert.ok((r.limit?.count ?? 0) >= 1);
+  assert.equal(r.cleanup.left, 0);
+  assert.equal(r.cleanup.timeWait, 0);
+});
+
+test('auto: three destination ports hold three pools; one source port serves all three', { skip }, () => {
+  const r = probe([RANGE], ['--to', '127.0.0.1:7000-7002', '--connections', '1000']);
+  assert.equal(r.held, 300);
+  assert.equal(r.predicted, 300);
+  assert.equal(r.limit?.id, 'ephemeral-ports');
+  assert.equal(r.sourcePorts.distinct, 100);
+  assert.equal(r.sourcePorts.busiest?.connections, 3);
+});
+
+test('bind: two source addresses share one pool each across destinations (bind-pool, EADDRINUSE)', { skip }, () => {
+  const r = probe([RANGE], ['--strategy', 'bind', '--from', '127.0.0.2-127.0.0.3', '--to', '127.0.0.1:7000-7002', '--connections', '1000']);
+  assert.equal(r.held, 200);
+  assert.equal(r.predicted, 200);
+  assert.equal(r.limit?.id, 'bind-pool');
+  assert.equal(r.limit?.errno, 'EADDRINUSE');
+});
+
+test('nopo: IP_BIND_ADDRESS_NO_PORT gives each (source, destination) its own pool', { skip }, () => {
+  const r = probe([RANGE], ['--strategy', 'nopo', '--from', '127.0.0.2-127.0.0.3', '--to', '127.0.0.1:7000-7001', '--connections', '1000']);
+  assert.equal(r.held, 400);
+  assert.equal(r.predicted, 400);
+  assert.equal(r.limit?.id, 'ephemeral-ports');
+  assert.equal(r.limit?.errno, 'EADDRNOTAVAIL');
+});
+
+test('explicit: own source ports go past the ephemeral range, up to the unprivileged ports left', { skip }, () => {
+  // Reserving 1024-64999 leaves 65000-65535 to the allocator: 536 ports, far more than the 100 ephemeral.
+  const r = probe([RANGE, 'echo 1024-64999 > /proc/sys/net/ipv4/ip_local_reserved_ports'], ['--strategy', 'explicit', '--to', '127.0.0.1:7000', '--connections', '2000']);
+  assert.equal(r.held, 536);
+  assert.equal(r.predicted, 536);
+  assert.equal(r.limit?.id, 'explicit-ports');
+  assert.equal(r.cleanup.left, 0);
+});
+
+test('explicit: reaches a target beyond the ephemeral range and stops there', { skip }, () => {
+  const r = probe([RANGE], ['--strategy', 'explicit', '--to', '127.0.0.1:7000', '--connections', '300']);
+  assert.equal(r.held, 300);
+  assert.equal(r.stoppedBy, 'target');
+  assert.equal(r.limit, null);
+});
+
+test('a worker with a low open-files limit is reported as fd-process / EMFILE', { skip }, () => {
+  const r = probe([], ['--to', '127.0.0.1:7000', '--connections', '1000', '--worker-nofile', '200']);
+  assert.equal(r.stoppedBy, 'limit');
+  assert.equal(r.limit?.id, 'fd-process');
+  assert.equal(r.limit?.errno, 'EMFILE');
+  assert.ok(r.held > 50 && r.held < 200, `held ${r.held}`);
+  assert.equal(r.cleanup.left, 0);
+});
