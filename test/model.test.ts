@@ -21,7 +21,8 @@ const HOST_MISSING = fileURLToPath(new URL('../test/fixtures/host-missing/', imp
  *                  minus listeners 5 (7000-7003, 33000) = 64,502
  *   nofile 1024 soft / 4096 hard, 4 fds open  -> fd-process 1,020
  *   file-max 1,000,000, file-nr 2,080         -> free 997,920; fd-host 997,920 (1 socket) or 498,960 (2)
- *   MemAvailable 8,192,000 kB = 8,388,608,000 B
+ *   MemAvailable 8,192,000 kB = 8,388,608,000 B; the tests fix the per-socket cost at 4,800 B
+ *   (the measured constant may change; the arithmetic here must not)
  *       / 4,800 (1 socket)  = 1,747,626.67 -> 1,747,626
  *       / 9,600 (2 sockets) =   873,813.33 ->   873,813
  *   nf_conntrack_max 1,048,576, count 100     -> conntrack 1,048,476
@@ -34,6 +35,7 @@ const FD_HOST_2 = 498_960;
 const MEM_1 = 1_747_626;
 const MEM_2 = 873_813;
 const CONNTRACK = 1_048_476;
+const PER_SOCKET = 4800;
 
 const lo = { interface: 'lo', address: '127.0.0.1', family: 4 as const, prefix: 8 };
 const A: KernelFacts = readKernelFacts({ root: HOST_A, interfaces: [lo] });
@@ -46,6 +48,7 @@ function limits(over: Partial<LimitsInput> & { to?: string[] }): Limits {
     sources: [],
     destinations: (to ?? []).map((t) => parseEndpoints(t)),
     localAddresses: ['127.0.0.1'],
+    kernelBytesPerSocket: PER_SOCKET,
     ...rest,
   });
 }
@@ -60,7 +63,8 @@ describe('computeLimits', () => {
   it('fixture facts are what the comments above assume', () => {
     assert.equal(ephemeralPool(A)!.size, POOL);
     assert.equal(explicitPool(A).size, EXPLICIT);
-    assert.equal(KERNEL_BYTES_PER_SOCKET, 4800);
+    // The default cost is the measured one, in the 3-5 KB the kernel's objects add up to.
+    assert.ok(KERNEL_BYTES_PER_SOCKET > 3000 && KERNEL_BYTES_PER_SOCKET < 5000);
   });
 
   it('auto to one loopback destination', () => {

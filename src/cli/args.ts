@@ -18,8 +18,15 @@ export function parseOptions<T extends ParseArgsConfig>(command: string, config:
     switch (e.code) {
       case 'ERR_PARSE_ARGS_UNKNOWN_OPTION':
         throw new InvalidArgumentError(`unknown option '${flag}' for '${command}': see 'fourtuple ${command} --help'`);
-      case 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE':
-        throw new InvalidArgumentError(`option '${flag.split(' ')[0]}' of '${command}' ${/argument missing/.test(e.message) ? 'needs a value' : 'takes no value'}`);
+      case 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE': {
+        const name = flag.split(' ')[0];
+        if (/ambiguous/.test(e.message)) {
+          const args = config.args ?? [];
+          const value = args[args.indexOf(name) + 1] ?? '';
+          throw new InvalidArgumentError(`invalid ${name} '${value}': a value, not an option, was expected (write ${name}=${value} to pass it anyway)`);
+        }
+        throw new InvalidArgumentError(`option '${name}' of '${command}' ${/argument missing/.test(e.message) ? 'needs a value' : 'takes no value'}`);
+      }
       case 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL':
         throw new InvalidArgumentError(`unexpected argument ${m ? m[0] : ''} for '${command}': see 'fourtuple ${command} --help'`);
       default:
