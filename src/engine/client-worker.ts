@@ -104,8 +104,22 @@ class ClientWorker {
     this.#live = this.#combos.filter((c) => c.alive);
   }
 
+  /** The run's ramp is over: stop opening, and from now on watch the held connections. */
   stop(): void {
     this.#stopRequested = true;
+    if (this.#state === 'hold') this.#startHeldChecks();
+  }
+
+  #checking = false;
+
+  /**
+   * Polling every held descriptor costs as much as a connect per descriptor,
+   * so it waits until the whole run stops ramping.
+   */
+  #startHeldChecks(): void {
+    if (this.#checking) return;
+    this.#checking = true;
+    setTimeout(this.#checkHeld, HOLD_CHECK_MS).unref();
   }
 
   stats(): ClientStats {
@@ -153,7 +167,7 @@ class ClientWorker {
       this.#state = 'hold';
       send({ type: 'done', reason: outcome.reason, errno: outcome.errno, stats: this.stats() });
       this.#sendPorts();
-      setTimeout(this.#checkHeld, HOLD_CHECK_MS).unref();
+      if (this.#stopRequested) this.#startHeldChecks();
       return;
     }
     if (this.#launchBlocked() && this.#pendCount === 0) setTimeout(this.#tick, 1);
@@ -385,7 +399,7 @@ process.on('message', (msg: ToWorker) => {
       const nofile = raiseNofile(config.nofile);
       // Keep room for the descriptors node itself holds (stdio, IPC, epoll, ...). A forced low
       // limit (config.nofile) is left to bite, as it would in a misconfigured process: EMFILE.
-      const quota = config.nofile === undefined ? Math.max(0, Math.min(config.quota, nofile.soft - 64)) : config.quota;
+      const quota = config.nofile === undefined ? Math.max(0, Math.min(config.quota, nofile.soft - 64 - config.listeners)) : config.quota;
       worker = new ClientWorker(config, quota);
       send({ type: 'ready', pid: process.pid, nofile });
       worker.start();

@@ -125,6 +125,10 @@ const FILL_TARGET = 0.45;
 const STALL_MS = 5000;
 /** Descriptors a worker keeps for node itself. */
 const FD_RESERVE = 64;
+/** Sink workers accepting at the same time. */
+const ACTIVE_SINKS = 2;
+/** How long a worker may take to close its descriptors before it is killed. */
+const CLOSE_GRACE_MS = 1500;
 
 /** One probe (or load) run. */
 export class Probe extends EventEmitter {
@@ -160,6 +164,13 @@ export class Probe extends EventEmitter {
   #ticker: NodeJS.Timeout | undefined;
   #memory = { userBytes: 0, kernelBytes: 0 };
   #kernelBefore = 0;
+  /** Connections held now, over every client worker. */
+  #held = 0;
+  #sinkQuota = 0;
+  #sinkStarted = 0;
+  #sinkSpare: WorkerHandle | undefined;
+  readonly #fullSinks = new Set<WorkerHandle>();
+  #clientSpare: WorkerHandle | undefined;
   #backlog = 4096;
 
   constructor(options: ProbeOptions) {
@@ -202,7 +213,6 @@ export class Probe extends EventEmitter {
   #plan(): void {
     const o = this.#o;
     const nofile = ffi.getNofileLimit();
-    this.#clientQuota = Math.max(1, nofile.hard - FD_RESERVE);
     const backlog = this.#facts.somaxconn.known ? this.#facts.somaxconn.value : 4096;
     this.#backlog = backlog;
     const rst = o.close === 'rst';
@@ -229,6 +239,8 @@ export class Probe extends EventEmitter {
       if (familyOf(s) !== fam) throw new InvalidArgumentError(`source address '${s}' in --from is not of the destinations' family (IPv${fam})`);
     }
     this.#limits = this.#model();
+    // Every client also inherits the listeners (to watch their accept queues).
+    this.#clientQuota = Math.max(1, nofile.hard - FD_RESERVE - this.#listeners.length);
     this.#plannedClients = Math.ceil(o.connections / this.#clientQuota);
   }
 
@@ -263,22 +275,36 @@ export class Probe extends EventEmitter {
     return openFreeListeners(address, count, 7000, (p) => (p >= range.lo && p <= range.hi) || res.has(p), backlog, rst);
   }
 
+  /** Starts the first sink workers; more start as these fill up (see #activateSink). */
   async #startSinks(): Promise<void> {
     if (!this.#o.sink) return;
-    const o = this.#o;
     const nofile = ffi.getNofileLimit();
-    const quota = Math.max(1, nofile.hard - FD_RESERVE - this.#listeners.length);
-    const count = Math.ceil(o.connections / quota) + 1;
-    const fds = this.#listeners.map((l) => l.fd);
-    const ready: Promise<void>[] = [];
-    for (let i = 0; i < count; i++) {
-      const w = spawnWorker('sink', i, this.#onMessage, this.#onExit, fds);
-      this.#sinks.push(w);
-      ready.push(this.#whenReady(w));
-      const config: SinkConfig = { kind: 'sink', index: i, listeners: fds.length, quota, close: o.close };
-      w.send({ type: 'start', config });
-    }
-    await Promise.all(ready);
+    this.#sinkQuota = Math.max(1, nofile.hard - FD_RESERVE - this.#listeners.length);
+    const first: WorkerHandle[] = [];
+    for (let i = 0; i < ACTIVE_SINKS; i++) first.push(this.#activateSink());
+    await Promise.all(first.map((w) => this.#whenReady(w)));
+  }
+
+  #spawnSink(): WorkerHandle {
+    const w = spawnWorker('sink', this.#sinks.length, this.#onMessage, this.#onExit, this.#listeners.map((l) => l.fd));
+    this.#sinks.push(w);
+    return w;
+  }
+
+  /**
+   * Lets one more sink worker accept: the prewarmed spare if there is one.
+   * Only a few accept at once, so a connection wakes a few processes, not
+   * every sink of a million-connection run; a spare is spawned ahead while
+   * the started ones cannot hold the target yet.
+   */
+  #activateSink(): WorkerHandle {
+    const w = this.#sinkSpare ?? this.#spawnSink();
+    this.#sinkSpare = undefined;
+    this.#sinkStarted++;
+    const config: SinkConfig = { kind: 'sink', index: w.index, listeners: this.#listeners.length, quota: this.#sinkQuota, close: this.#o.close };
+    w.send({ type: 'start', config });
+    if (this.#sinkStarted * this.#sinkQuota < this.#o.connections + this.#sinkQuota) this.#sinkSpare = this.#spawnSink();
+    return w;
   }
 
   #whenReady(w: WorkerHandle): Promise<void> {
@@ -319,12 +345,12 @@ export class Probe extends EventEmitter {
     if (this.#phase !== 'ramping' || this.#assigned >= o.connections) return;
     const quota = Math.min(this.#clientQuota, o.connections - this.#assigned);
     this.#assigned += quota;
-    const index = this.#clients.length;
-    const w = spawnWorker('client', index, this.#onMessage, this.#onExit, this.#listeners.map((l) => l.fd));
-    this.#clients.push(w);
+    const w = this.#clientSpare ?? this.#spawnClient();
+    this.#clientSpare = undefined;
+    const index = w.index;
     this.#quotaOf.set(w, quota);
     this.#active++;
-    const heldPerTarget = this.#targets.map(() => Math.round(this.#total().held / Math.max(1, this.#targets.length)));
+    const heldPerTarget = this.#targets.map(() => Math.round(this.#held / Math.max(1, this.#targets.length)));
     const pool = ephemeralPool(this.#facts)?.size ?? 0;
     const config: ClientConfig = {
       kind: 'client',
@@ -347,16 +373,28 @@ export class Probe extends EventEmitter {
       excluded: [...this.#excluded.keys()],
     };
     w.send({ type: 'start', config });
+    // Spawn the next one now, so its start-up overlaps this one's ramp.
+    if (this.#assigned < o.connections) this.#clientSpare = this.#spawnClient();
+  }
+
+  #spawnClient(): WorkerHandle {
+    const w = spawnWorker('client', this.#clients.length, this.#onMessage, this.#onExit, this.#listeners.map((l) => l.fd));
+    this.#clients.push(w);
+    return w;
   }
 
   #onMessage = (w: WorkerHandle, m: FromWorker): void => {
     switch (m.type) {
       case 'progress':
-        this.#stats.set(w, m.stats);
+        this.#setStats(w, m.stats);
         this.#checkTarget();
         break;
       case 'accepted':
         this.#sinkHeld.set(w, m.held);
+        if (m.full && !this.#fullSinks.has(w)) {
+          this.#fullSinks.add(w);
+          if (this.#phase === 'ramping' || this.#phase === 'starting') this.#activateSink();
+        }
         break;
       case 'exhausted':
         if (!this.#excluded.has(m.key)) {
@@ -368,7 +406,7 @@ export class Probe extends EventEmitter {
         this.#ports.set(w, m.pairs);
         break;
       case 'done':
-        this.#stats.set(w, m.stats);
+        this.#setStats(w, m.stats);
         this.#doneClients.add(w);
         this.#active--;
         this.#onClientDone(m.reason, m.errno);
@@ -389,7 +427,7 @@ export class Probe extends EventEmitter {
 
   #checkTarget(): boolean {
     if (this.#phase !== 'ramping') return false;
-    const held = this.#total().held;
+    const held = this.#held;
     if (held >= this.#o.connections) {
       this.#endRamp('target');
       return true;
@@ -401,10 +439,19 @@ export class Probe extends EventEmitter {
     if (this.#phase === 'closing' || this.#phase === 'done') return;
     const held = w.kind === 'client' ? (this.#stats.get(w)?.held ?? 0) : (this.#sinkHeld.get(w) ?? 0);
     this.#died.push({ kind: w.kind, pid: w.pid, signal: w.exit?.signal ?? null, code: w.exit?.code ?? null, held });
+    if (w.kind === 'sink') {
+      this.#sinkHeld.set(w, 0);
+      if (w === this.#sinkSpare) this.#sinkSpare = undefined;
+      else if (!this.#fullSinks.has(w) && this.#phase === 'ramping') this.#activateSink();
+    }
+    if (w === this.#clientSpare) {
+      this.#clientSpare = undefined;
+      return;
+    }
     if (w.kind === 'client') {
       // Its descriptors died with it; it holds nothing now.
       const s = this.#stats.get(w);
-      if (s) this.#stats.set(w, { ...s, held: 0, pending: 0, lost: s.lost + s.held });
+      if (s) this.#setStats(w, { ...s, held: 0, pending: 0, lost: s.lost + s.held });
       const wasActive = !this.#doneClients.has(w);
       if (wasActive) this.#active--;
       if (this.#phase === 'ramping') {
@@ -429,6 +476,12 @@ export class Probe extends EventEmitter {
     if (this.#phase === 'ramping' || this.#phase === 'starting') this.#rampEnded?.();
   }
 
+  /** Keeps the held count current without summing every worker's histograms per message. */
+  #setStats(w: WorkerHandle, stats: ClientStats): void {
+    this.#held += stats.held - (this.#stats.get(w)?.held ?? 0);
+    this.#stats.set(w, stats);
+  }
+
   #total() {
     return sumStats(this.#stats.values());
   }
@@ -450,7 +503,7 @@ export class Probe extends EventEmitter {
     this.#emitProgress(t.held, rate, errors);
   }
 
-  #emitProgress(held = this.#total().held, rate = 0, errors = 0): void {
+  #emitProgress(held = this.#held, rate = 0, errors = 0): void {
     let accepted = 0;
     for (const v of this.#sinkHeld.values()) accepted += v;
     const p: ProbeProgress = { elapsedMs: performance.now() - this.#started, held, accepted, ratePerSec: rate, errors, phase: this.#phase };
@@ -488,15 +541,15 @@ export class Probe extends EventEmitter {
     closeListeners(this.#listeners);
   }
 
+  /**
+   * Tells a group to close and waits until every process has exited: a
+   * process that has exited has closed all its descriptors. One that does
+   * not answer in CLOSE_GRACE_MS is killed, and still waited for (the kernel
+   * closes its sockets on the way out).
+   */
   async #closeGroup(group: WorkerHandle[]): Promise<void> {
-    const waits = group.filter((w) => !w.exit).map((w) => new Promise<void>((res) => {
-      w.child.once('exit', () => res());
-      w.send({ type: 'close' });
-    }));
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([Promise.all(waits), new Promise<void>((res) => (timer = setTimeout(res, 1500)))]);
-    clearTimeout(timer);
-    for (const w of group) if (!w.exit) w.child.kill('SIGKILL');
+    for (const w of group) if (!w.exit) w.send({ type: 'close' });
+    await reap(group, CLOSE_GRACE_MS);
   }
 
   /** Sockets of this run still in the kernel's table: open ones, and TIME_WAIT. */

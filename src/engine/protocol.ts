@@ -83,7 +83,8 @@ export interface ClientStats {
 export type FromWorker =
   | { readonly type: 'ready'; readonly pid: number; readonly nofile: { soft: number; hard: number } }
   | { readonly type: 'progress'; readonly stats: ClientStats }
-  | { readonly type: 'accepted'; readonly held: number; readonly lost: number; readonly errors: Readonly<Record<string, number>> }
+  /** A sink's count; `full` once it holds its quota and stops accepting (sent at once, not at the next tick). */
+  | { readonly type: 'accepted'; readonly held: number; readonly full: boolean; readonly errors: Readonly<Record<string, number>> }
   /** A pool is exhausted: `key` names it (`t:3` target, `s:1` source, `st:1:3` source and target). */
   | { readonly type: 'exhausted'; readonly key: string; readonly errno: string }
   /** This worker can open no more: its quota is met, or a limit stops it. */

@@ -56,14 +56,13 @@ class SinkWorker {
       }
     }
     const now = performance.now();
-    if (now - this.#lastReport >= REPORT_MS) {
+    const full = this.#held >= this.#quota;
+    if (now - this.#lastReport >= REPORT_MS || full) {
       this.#lastReport = now;
-      send({ type: 'accepted', held: this.#held, lost: 0, errors: { ...this.#errors } });
+      send({ type: 'accepted', held: this.#held, full, errors: { ...this.#errors } });
     }
-    if (this.#held >= this.#quota) {
-      // Full: stop waking up for the listeners; the other sink workers take the rest.
-      setTimeout(this.#loop, 200).unref();
-    } else setImmediate(this.#loop);
+    // Full: stop polling the listeners for good; the coordinator starts another sink worker.
+    if (!full) setImmediate(this.#loop);
   };
 
   closeAll(): number {
