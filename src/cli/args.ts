@@ -27,8 +27,10 @@ export function parseOptions<T extends ParseArgsConfig>(command: string, config:
         }
         throw new InvalidArgumentError(`option '${name}' of '${command}' ${/argument missing/.test(e.message) ? 'needs a value' : 'takes no value'}`);
       }
-      case 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL':
-        throw new InvalidArgumentError(`unexpected argument ${m ? m[0] : ''} for '${command}': see 'fourtuple ${command} --help'`);
+      case 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL': {
+        const arg = /'([^']*)'/.exec(e.message)?.[1] ?? '';
+        throw new InvalidArgumentError(`unexpected argument '${arg}' for '${command}': see 'fourtuple ${command} --help'`);
+      }
       default:
         throw new InvalidArgumentError(e.message.split('\n')[0]);
     }

@@ -11,6 +11,7 @@ Commands:
   limits    predict the ceiling from the live kernel: every constraint, the binding one, its remedy
   probe     prove it: open and hold connections against an embedded sink, then report and clean up
   load      the same engine against an existing server (--to)
+  sink      the accepting half on its own (--listen), for runs between two hosts
   reuse     one source port, many connections: the 4-tuple experiment, from the kernel's socket table
 
 Run 'fourtuple <command> --help' for a command's options.
@@ -22,6 +23,7 @@ const COMMANDS: Record<string, () => Promise<Runner>> = {
   limits: async () => runLimits,
   probe: async () => (await import('./probe.js')).runProbe.bind(null, 'probe'),
   load: async () => (await import('./probe.js')).runProbe.bind(null, 'load'),
+  sink: async () => (await import('./sink.js')).runSink,
   reuse: async () => (await import('./reuse.js')).runReuseCommand,
 };
 

@@ -18,7 +18,8 @@ import { median, occupancyCurve, sourcePortStats, sumStats } from './aggregate.j
 import { quantile } from './histogram.js';
 import { closeListeners, fmtTarget, ListenError, openFreeListeners, openListener, type Listener } from './listeners.js';
 import { kernelSocketBytes, pssBytes } from './memory.js';
-import type { ClientConfig, ClientStats, FromWorker, SinkConfig, Target } from './protocol.js';
+import type { ClientConfig, ClientStats, FromWorker, Target } from './protocol.js';
+import { FD_RESERVE, SinkPool } from './sink-pool.js';
 import { reap, spawnWorker, type WorkerHandle } from './worker-pool.js';
 
 /** Options of a run; the CLI validates them before they get here. */
@@ -123,10 +124,6 @@ const PROGRESS_MS = 250;
 /** Largest share of a port pool the default destinations are planned to fill. */
 const FILL_TARGET = 0.45;
 const STALL_MS = 5000;
-/** Descriptors a worker keeps for node itself. */
-const FD_RESERVE = 64;
-/** Sink workers accepting at the same time. */
-const ACTIVE_SINKS = 2;
 /** How long a worker may take to close its descriptors before it is killed. */
 const CLOSE_GRACE_MS = 1500;
 
@@ -139,9 +136,7 @@ export class Probe extends EventEmitter {
   #targets: Target[] = [];
   #listeners: Listener[] = [];
   readonly #clients: WorkerHandle[] = [];
-  readonly #sinks: WorkerHandle[] = [];
   readonly #stats = new Map<WorkerHandle, ClientStats>();
-  readonly #sinkHeld = new Map<WorkerHandle, number>();
   readonly #ports = new Map<WorkerHandle, readonly number[]>();
   readonly #excluded = new Map<string, string>();
   readonly #died: DeadWorker[] = [];
@@ -166,11 +161,8 @@ export class Probe extends EventEmitter {
   #kernelBefore = 0;
   /** Connections held now, over every client worker. */
   #held = 0;
-  #sinkQuota = 0;
-  #sinkStarted = 0;
-  #sinkSpare: WorkerHandle | undefined;
-  readonly #fullSinks = new Set<WorkerHandle>();
   #clientSpare: WorkerHandle | undefined;
+  #sink: SinkPool | undefined;
   #backlog = 4096;
 
   constructor(options: ProbeOptions) {
@@ -205,7 +197,7 @@ export class Probe extends EventEmitter {
     } finally {
       clearInterval(this.#ticker);
       closeListeners(this.#listeners);
-      await reap([...this.#clients, ...this.#sinks], 1500);
+      await reap([...this.#clients, ...(this.#sink?.workers ?? [])], 1500);
       this.#phase = 'done';
     }
   }
@@ -275,49 +267,16 @@ export class Probe extends EventEmitter {
     return openFreeListeners(address, count, 7000, (p) => (p >= range.lo && p <= range.hi) || res.has(p), backlog, rst);
   }
 
-  /** Starts the first sink workers; more start as these fill up (see #activateSink). */
+  /** Starts the embedded sink; its deaths are reported like a client's. */
   async #startSinks(): Promise<void> {
     if (!this.#o.sink) return;
-    const nofile = ffi.getNofileLimit();
-    this.#sinkQuota = Math.max(1, nofile.hard - FD_RESERVE - this.#listeners.length);
-    const first: WorkerHandle[] = [];
-    for (let i = 0; i < ACTIVE_SINKS; i++) first.push(this.#activateSink());
-    await Promise.all(first.map((w) => this.#whenReady(w)));
-  }
-
-  #spawnSink(): WorkerHandle {
-    const w = spawnWorker('sink', this.#sinks.length, this.#onMessage, this.#onExit, this.#listeners.map((l) => l.fd));
-    this.#sinks.push(w);
-    return w;
-  }
-
-  /**
-   * Lets one more sink worker accept: the prewarmed spare if there is one.
-   * Only a few accept at once, so a connection wakes a few processes, not
-   * every sink of a million-connection run; a spare is spawned ahead while
-   * the started ones cannot hold the target yet.
-   */
-  #activateSink(): WorkerHandle {
-    const w = this.#sinkSpare ?? this.#spawnSink();
-    this.#sinkSpare = undefined;
-    this.#sinkStarted++;
-    const config: SinkConfig = { kind: 'sink', index: w.index, listeners: this.#listeners.length, quota: this.#sinkQuota, close: this.#o.close };
-    w.send({ type: 'start', config });
-    if (this.#sinkStarted * this.#sinkQuota < this.#o.connections + this.#sinkQuota) this.#sinkSpare = this.#spawnSink();
-    return w;
-  }
-
-  #whenReady(w: WorkerHandle): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const onMsg = (m: FromWorker): void => {
-        if (m.type === 'ready') {
-          w.child.off('message', onMsg);
-          resolve();
-        }
-      };
-      w.child.on('message', onMsg);
-      w.child.once('exit', (code, signal) => reject(new EngineError(`${w.kind} worker ${w.pid} exited at start (${signal ?? `code ${code}`})`)));
+    const pool = new SinkPool({ listeners: this.#listeners, capacity: this.#o.connections, close: this.#o.close });
+    this.#sink = pool;
+    pool.on('died', (w: WorkerHandle, held: number) => {
+      if (this.#phase === 'closing' || this.#phase === 'done') return;
+      this.#died.push({ kind: 'sink', pid: w.pid, signal: w.exit?.signal ?? null, code: w.exit?.code ?? null, held });
     });
+    await pool.start();
   }
 
   #ramp(): Promise<void> {
@@ -389,13 +348,6 @@ export class Probe extends EventEmitter {
         this.#setStats(w, m.stats);
         this.#checkTarget();
         break;
-      case 'accepted':
-        this.#sinkHeld.set(w, m.held);
-        if (m.full && !this.#fullSinks.has(w)) {
-          this.#fullSinks.add(w);
-          if (this.#phase === 'ramping' || this.#phase === 'starting') this.#activateSink();
-        }
-        break;
       case 'exhausted':
         if (!this.#excluded.has(m.key)) {
           this.#excluded.set(m.key, m.errno);
@@ -437,31 +389,22 @@ export class Probe extends EventEmitter {
 
   #onExit = (w: WorkerHandle): void => {
     if (this.#phase === 'closing' || this.#phase === 'done') return;
-    const held = w.kind === 'client' ? (this.#stats.get(w)?.held ?? 0) : (this.#sinkHeld.get(w) ?? 0);
-    this.#died.push({ kind: w.kind, pid: w.pid, signal: w.exit?.signal ?? null, code: w.exit?.code ?? null, held });
-    if (w.kind === 'sink') {
-      this.#sinkHeld.set(w, 0);
-      if (w === this.#sinkSpare) this.#sinkSpare = undefined;
-      else if (!this.#fullSinks.has(w) && this.#phase === 'ramping') this.#activateSink();
-    }
     if (w === this.#clientSpare) {
       this.#clientSpare = undefined;
       return;
     }
-    if (w.kind === 'client') {
-      // Its descriptors died with it; it holds nothing now.
-      const s = this.#stats.get(w);
-      if (s) this.#setStats(w, { ...s, held: 0, pending: 0, lost: s.lost + s.held });
-      const wasActive = !this.#doneClients.has(w);
-      if (wasActive) this.#active--;
-      if (this.#phase === 'ramping') {
-        if (this.#o.onWorkerDeath === 'stop') this.#endRamp('worker-died');
-        else if (wasActive) {
-          // Its share is gone with it: hand the same share to a new worker.
-          this.#assigned -= this.#quotaOf.get(w) ?? 0;
-          this.#nextClient();
-        }
-      }
+    const s = this.#stats.get(w);
+    this.#died.push({ kind: w.kind, pid: w.pid, signal: w.exit?.signal ?? null, code: w.exit?.code ?? null, held: s?.held ?? 0 });
+    // Its descriptors died with it; it holds nothing now.
+    if (s) this.#setStats(w, { ...s, held: 0, pending: 0, lost: s.lost + s.held });
+    const wasActive = !this.#doneClients.has(w);
+    if (wasActive) this.#active--;
+    if (this.#phase !== 'ramping') return;
+    if (this.#o.onWorkerDeath === 'stop') this.#endRamp('worker-died');
+    else if (wasActive) {
+      // Its share is gone with it: hand the same share to a new worker.
+      this.#assigned -= this.#quotaOf.get(w) ?? 0;
+      this.#nextClient();
     }
   };
 
@@ -504,8 +447,7 @@ export class Probe extends EventEmitter {
   }
 
   #emitProgress(held = this.#held, rate = 0, errors = 0): void {
-    let accepted = 0;
-    for (const v of this.#sinkHeld.values()) accepted += v;
+    const accepted = this.#sink?.held ?? 0;
     const p: ProbeProgress = { elapsedMs: performance.now() - this.#started, held, accepted, ratePerSec: rate, errors, phase: this.#phase };
     this.emit('progress', p);
   }
@@ -518,7 +460,7 @@ export class Probe extends EventEmitter {
       this.#peakAt = performance.now();
     }
     let user = pssBytes(process.pid);
-    for (const w of [...this.#clients, ...this.#sinks]) if (!w.exit) user += pssBytes(w.pid);
+    for (const w of [...this.#clients, ...(this.#sink?.workers ?? [])]) if (!w.exit) user += pssBytes(w.pid);
     this.#memory = { userBytes: user, kernelBytes: Math.max(0, kernelSocketBytes() - this.#kernelBefore) };
   }
 
@@ -537,7 +479,7 @@ export class Probe extends EventEmitter {
   /** Clients first (RST from the side that opened), then sinks, then the listeners. */
   async #closeAll(): Promise<void> {
     await this.#closeGroup(this.#clients);
-    await this.#closeGroup(this.#sinks);
+    await this.#sink?.close(CLOSE_GRACE_MS);
     closeListeners(this.#listeners);
   }
 
@@ -616,7 +558,7 @@ export class Probe extends EventEmitter {
       destinations: this.#targets.map(fmtTarget),
       sources: o.from,
       strategy: o.strategy,
-      workers: { clients: this.#clients.length, sinks: this.#sinks.length, died: this.#died },
+      workers: { clients: this.#clients.length, sinks: this.#sink?.workers.length ?? 0, died: this.#died },
       timeline: this.#timeline,
       rampMs: Math.round((this.#peakAt || now) - this.#rampStart),
       durationMs: Math.round(now - this.#started),

@@ -4,7 +4,8 @@
  * from the kernel's own socket table; then the counter-case (a duplicate
  * 4-tuple, and a bind without SO_REUSEADDR) measured, not assumed.
  * Library only: returns data, prints nothing. Blocks the thread in poll(2)
- * for at most `connectTimeoutMs`.
+ * for at most `connectTimeoutMs`. The table is read through netlink sock_diag
+ * (`ss`, filtered in the kernel by port), /proc/net/tcp as the fallback.
  */
 import { spawnSync } from 'node:child_process';
 import * as ffi from '../kernel/ffi.js';

@@ -1,0 +1,123 @@
+/** `fourtuple sink`: the accepting half of probe on its own, for runs between two hosts. */
+import { readKernelFacts } from '../kernel/facts.js';
+import { scanProcNetTcp } from '../kernel/proc-net-tcp.js';
+import { InvalidArgumentError } from '../errors.js';
+import { closeListeners, fmtTarget, ListenError, openListener, type Listener } from '../engine/listeners.js';
+import { SinkPool } from '../engine/sink-pool.js';
+import { num } from '../report/format.js';
+import { endpointsOption, intOption, numberOption, parseOptions } from './args.js';
+
+/** Usage text. */
+export const SINK_HELP = `Usage: fourtuple sink --listen ADDR:PORTS [...] [--duration S] [--max N] [--close rst|fin] [--json]
+
+Accepts and holds TCP connections on the given addresses and ports, in as
+many processes as the open-files limit requires, until the time bound or
+SIGINT/SIGTERM; then closes them all and reports. Pair it with
+'fourtuple load --to ...' on another host.
+
+  --listen ADDR:PORTS  where to listen: 0.0.0.0:7000-7009, 127.0.0.1:7000, [::]:7000 (repeatable)
+  --duration S         stop after S seconds (default 600)
+  --max N              connections to make room for (default 1,000,000)
+  --close rst|fin      how to close at the end (default rst: no TIME_WAIT on either side)
+  --json               print one JSON object at the end
+`;
+
+const OPTIONS = {
+  listen: { type: 'string', multiple: true },
+  duration: { type: 'string' },
+  max: { type: 'string' },
+  close: { type: 'string' },
+  json: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+/** Parsed options. */
+export interface SinkArgs {
+  readonly help: boolean;
+  readonly json: boolean;
+  readonly listen: { address: string; port: number }[];
+  readonly durationS: number;
+  readonly max: number;
+  readonly close: 'rst' | 'fin';
+}
+
+/** Parses argv without running anything. */
+export function parseSinkArgs(argv: string[]): SinkArgs {
+  const { values: v } = parseOptions('sink', { args: argv, options: OPTIONS });
+  const close = v.close ?? 'rst';
+  if (close !== 'rst' && close !== 'fin') throw new InvalidArgumentError(`invalid --close '${close}': expected rst or fin`);
+  const listen = endpointsOption(v.listen).flatMap((e) => e.addresses.flatMap((address) => [...e.ports].map((port) => ({ address, port }))));
+  if (listen.length === 0 && !v.help) throw new InvalidArgumentError("'sink' needs --listen ADDR:PORTS: where to accept connections");
+  if (listen.length > 4096) throw new InvalidArgumentError(`--listen names ${listen.length} sockets: at most 4,096`);
+  return {
+    help: v.help ?? false,
+    json: v.json ?? false,
+    listen,
+    durationS: numberOption('--duration', v.duration, 600, 0.1, 86_400),
+    max: intOption('--max', v.max, 1_000_000, 1, 10_000_000),
+    close,
+  };
+}
+
+/** Runs the sink until its time bound or a signal; returns the exit code. */
+export async function runSink(argv: string[], out: (s: string) => void): Promise<number> {
+  const args = parseSinkArgs(argv);
+  if (args.help) {
+    out(SINK_HELP);
+    return 0;
+  }
+  const facts = readKernelFacts();
+  const backlog = facts.somaxconn.known ? facts.somaxconn.value : 4096;
+  const listeners: Listener[] = [];
+  for (const t of args.listen) {
+    const l = openListener(t, backlog, args.close === 'rst');
+    if (l instanceof ListenError) {
+      closeListeners(listeners);
+      throw new InvalidArgumentError(`cannot listen on ${fmtTarget(t)} in --listen: ${l.errno}`);
+    }
+    listeners.push(l);
+  }
+  const names = listeners.map(fmtTarget);
+  const pool = new SinkPool({ listeners, capacity: args.max, close: args.close });
+  const started = performance.now();
+  const tty = process.stderr.isTTY && !args.json;
+  let died = 0;
+  pool.on('died', () => died++);
+  try {
+    await pool.start();
+    if (!args.json) process.stderr.write(`fourtuple sink: listening on ${names.join(', ')} for ${args.durationS} s; Ctrl-C stops\n`);
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, args.durationS * 1000);
+      const stop = (): void => {
+        clearTimeout(timer);
+        resolve();
+      };
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
+      if (tty) {
+        const tick = setInterval(() => process.stderr.write(`\r\x1b[Kholding ${num(pool.held)} (peak ${num(pool.peak)})  ${((performance.now() - started) / 1000).toFixed(0)} s`), 250);
+        const clear = (): void => clearInterval(tick);
+        timer.unref();
+        process.once('SIGINT', clear);
+        process.once('SIGTERM', clear);
+        setTimeout(clear, args.durationS * 1000).unref();
+      }
+    });
+    if (tty) process.stderr.write('\r\x1b[K');
+    const peak = pool.peak;
+    const errors = pool.errors;
+    await pool.close(1500);
+    closeListeners(listeners);
+    const keys = new Set(args.listen.map((t) => `${t.address}|${t.port}`));
+    let left = 0;
+    scanProcNetTcp('/', (r) => {
+      if (r.state !== 10 && r.state !== 6 && keys.has(`${r.localAddress}|${r.localPort}`)) left++;
+    });
+    const result = { listen: names, peak, durationMs: Math.round(performance.now() - started), errors, workers: pool.workers.length, died, cleanup: { left } };
+    out(args.json ? JSON.stringify(result, null, 2) : `Held at most ${num(peak)} connections on ${names.join(', ')} over ${(result.durationMs / 1000).toFixed(1)} s, in ${pool.workers.length} processes${died ? ` (${died} died)` : ''}; ${left === 0 ? 'all closed' : `${num(left)} still open`}.`);
+    return 0;
+  } finally {
+    await pool.close(1500);
+    closeListeners(listeners);
+  }
+}

@@ -1,0 +1,58 @@
+/** `fourtuple sink` and `fourtuple load`: the two halves of probe, run as separate processes on loopback. */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+const CLI = fileURLToPath(new URL('../dist/cli/main.js', import.meta.url));
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+function start(args: string[]): { done: Promise<{ status: number | null; stdout: string; stderr: string }>; pid: number } {
+  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d) => (stdout += d));
+  child.stderr.on('data', (d) => (stderr += d));
+  const done = new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => child.on('exit', (status) => resolve({ status, stdout, stderr })));
+  return { done, pid: child.pid as number };
+}
+
+test('load holds N connections to a separate sink, which sees all N; SIGINT ends the sink cleanly', async () => {
+  const sink = start(['sink', '--listen', '127.0.0.1:7310-7311', '--duration', '60', '--json']);
+  await sleep(1500);
+  const load = spawnSync(process.execPath, [CLI, 'load', '--to', '127.0.0.1:7310-7311', '--connections', '5000', '--hold', '1', '--json'], { encoding: 'utf8' });
+  assert.equal(load.status, 0, load.stderr);
+  const l = JSON.parse(load.stdout) as { held: number; stoppedBy: string; cleanup: { left: number }; workers: { sinks: number } };
+  assert.equal(l.held, 5000);
+  assert.equal(l.stoppedBy, 'target');
+  assert.equal(l.workers.sinks, 0, 'load starts no sink of its own');
+  const sentAt = Date.now();
+  process.kill(sink.pid, 'SIGINT');
+  const s = await sink.done;
+  assert.ok(Date.now() - sentAt < 3000);
+  assert.equal(s.status, 0, s.stderr);
+  const j = JSON.parse(s.stdout) as { peak: number; cleanup: { left: number } };
+  assert.equal(j.peak, 5000);
+  assert.equal(j.cleanup.left, 0);
+  assert.equal(spawnSync('ss', ['-Htan', 'sport = :7310 or dport = :7310'], { encoding: 'utf8' }).stdout.trim(), '');
+});
+
+test('load against a port where nothing listens reports refusals, not a hang', () => {
+  const r = spawnSync(process.execPath, [CLI, 'load', '--to', '127.0.0.1:7319', '--connections', '100', '--duration', '10', '--json'], { encoding: 'utf8', timeout: 30_000 });
+  assert.equal(r.status, 0, r.stderr);
+  const j = JSON.parse(r.stdout) as { held: number; errors: Record<string, number>; stoppedBy: string; limit: { id: string; errno: string } };
+  assert.equal(j.held, 0);
+  assert.ok(j.errors.ECONNREFUSED > 0);
+  assert.equal(j.stoppedBy, 'stall');
+  assert.equal(j.limit.errno, 'ECONNREFUSED');
+  assert.equal(j.limit.id, 'backlog');
+});
+
+test('sink and load bad input: exit 2, one line', () => {
+  for (const args of [['sink'], ['sink', '--listen', '127.0.0.1:70000'], ['load'], ['load', '--to', 'localhost:80'], ['sink', '--listen', '127.0.0.1:7320', '--close', 'x']]) {
+    const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8' });
+    assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
+    assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+    assert.equal(r.stdout, '');
+  }
+});
