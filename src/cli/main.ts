@@ -27,6 +27,11 @@ const COMMANDS: Record<string, () => Promise<Runner>> = {
   reuse: async () => (await import('./reuse.js')).runReuseCommand,
 };
 
+// A closed pipe (| head) is the reader's choice, not a failure of the run.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code !== 'EPIPE') throw err;
+});
+
 function write(s: string): void {
   process.stdout.write(s.endsWith('\n') ? s : `${s}\n`);
 }
