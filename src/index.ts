@@ -1,0 +1,15 @@
+/**
+ * fourtuple as a library: the kernel facts, the ceiling model, the probe
+ * engine and the errors, each usable without the CLI.
+ */
+export * from './errors.js';
+export { type Fact } from './kernel/fact.js';
+export { readKernelFacts, featuresOf, type KernelFacts, type KernelFeatures, type InterfaceAddress, type Listener, type ReadFactsOptions } from './kernel/facts.js';
+export { scanProcNetTcp, TCP_STATES, type TcpRow } from './kernel/proc-net-tcp.js';
+export { parseAddresses, parseEndpoints, parsePorts, parseIp, formatIp, isLoopback, type Endpoints, type Ip } from './model/address.js';
+export { PortSet, type PortRange } from './model/port-set.js';
+export { computeLimits, ephemeralPool, explicitPool, type Answer, type Constraint, type ConstraintId, type Limits, type LimitsInput } from './model/limits.js';
+export { errnoMeaning, type ErrnoMeaning } from './model/errno.js';
+export { STRATEGIES, isStrategy, type Strategy } from './model/strategy.js';
+export { KERNEL_BYTES_PER_SOCKET } from './model/costs.js';
+export { Probe, PROBE_DEFAULTS, defaultDuration, type ProbeOptions, type ProbeProgress, type ProbeResult, type StopReason } from './engine/probe.js';
