@@ -304,8 +304,6 @@ class ClientWorker {
       if (ms > this.#latencyMax) this.#latencyMax = ms;
       const occ = this.#occupancy(combo);
       this.#byOcc[Math.min(9, Math.max(0, Math.floor(occ * 10)))][b]++;
-      const name = ffi.getsockname(fd);
-      if (typeof name === 'object') this.#portCount[name.port]++;
     }
   }
 
@@ -346,7 +344,12 @@ class ClientWorker {
     }
   }
 
+  /** Source ports of the held connections, read once the ramp is over so the ramp does not pay for it. */
   #sendPorts(): void {
+    for (let i = 0; i < this.#held; i++) {
+      const name = ffi.getsockname(this.#fds[i]);
+      if (typeof name === 'object') this.#portCount[name.port]++;
+    }
     const pairs: number[] = [];
     for (let p = 0; p < 65536; p++) if (this.#portCount[p]) pairs.push(p, this.#portCount[p]);
     send({ type: 'ports', pairs });

@@ -59,7 +59,7 @@ export const PROBE_DEFAULTS = {
   concurrency: 512,
   rate: 0,
   close: 'rst' as const,
-  parallel: 2,
+  parallel: 3,
   onWorkerDeath: 'continue' as const,
   connectTimeoutMs: 3000,
 };

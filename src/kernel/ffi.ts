@@ -84,6 +84,8 @@ interface Native {
   poll: (fds: Uint8Array, nfds: number, timeout: number) => number;
   getrlimit: (resource: number, rlim: Buffer) => number;
   setrlimit: (resource: number, rlim: Buffer) => number;
+  send: (fd: number, buf: Uint8Array, len: number, flags: number) => number;
+  recv: (fd: number, buf: Uint8Array, len: number, flags: number) => number;
 }
 
 let native: Native | undefined;
@@ -133,6 +135,8 @@ function load(): void {
       poll: lib.func('int poll(void *fds, unsigned long nfds, int timeout)'),
       getrlimit: lib.func('int getrlimit(int resource, void *rlim)'),
       setrlimit: lib.func('int setrlimit(int resource, const void *rlim)'),
+      send: lib.func('long send(int fd, const void *buf, size_t len, int flags)'),
+      recv: lib.func('long recv(int fd, void *buf, size_t len, int flags)'),
     };
   } catch (err) {
     unavailable = `cannot load libc.so.6: ${(err as Error).message}`;
@@ -468,4 +472,29 @@ export function listenQueue(fd: number): number {
   lenBuf.writeUInt32LE(tcpInfoBuf.length, 0);
   if (n.getsockopt(fd, IPPROTO_TCP, TCP_INFO, tcpInfoBuf, lenBuf) < 0) return -n.errno();
   return tcpInfoBuf.readUInt32LE(24);
+}
+
+const AF_NETLINK = 16;
+const SOCK_RAW = 3;
+
+/** New netlink socket (AF_NETLINK, SOCK_RAW, CLOEXEC, blocking) of `protocol`, e.g. NETLINK_SOCK_DIAG (4); fd or -errno. */
+export function netlinkSocket(protocol: number): number {
+  const n = native ?? need();
+  const fd = n.socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, protocol);
+  return fd < 0 ? -n.errno() : fd;
+}
+
+/** send(2) of the first `len` bytes of `buf`; bytes sent or -errno. */
+export function send(fd: number, buf: Uint8Array, len = buf.byteLength): number {
+  const n = native ?? need();
+  if (len < 0 || len > buf.byteLength) return -EINVAL;
+  const r = n.send(fd, buf, len, 0);
+  return r < 0 ? -n.errno() : r;
+}
+
+/** recv(2) into `buf` (no copy: the kernel writes into the Buffer's own memory); bytes received or -errno. */
+export function recv(fd: number, buf: Uint8Array, flags = 0): number {
+  const n = native ?? need();
+  const r = n.recv(fd, buf, buf.byteLength, flags);
+  return r < 0 ? -n.errno() : r;
 }
