@@ -2,6 +2,8 @@
  * Option parsing shared by every command: node's util.parseArgs in strict
  * mode, with its errors turned into one-line InvalidArgumentErrors.
  */
+import { accessSync, constants, statSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { InvalidArgumentError } from '../errors.js';
 import { parseAddresses, parseEndpoints, type Endpoints } from '../model/address.js';
@@ -81,4 +83,15 @@ export function describeEndpoints(list: readonly Endpoints[]): string {
       return `${a.includes(':') ? `[${a}]` : a}:${e.ports.toString()}`;
     })
     .join(', ');
+}
+
+/** Fails now, before any work, when `file` could not be written later. */
+export function checkWritable(file: string, name: string): void {
+  const dir = dirname(resolve(file));
+  try {
+    if (!statSync(dir).isDirectory()) throw new Error('not a directory');
+    accessSync(dir, constants.W_OK);
+  } catch {
+    throw new InvalidArgumentError(`cannot write ${name} '${file}': its folder ${dir} is missing or not writable`);
+  }
 }

@@ -12,6 +12,7 @@ Commands:
   probe     prove it: open and hold connections against an embedded sink, then report and clean up
   load      the same engine against an existing server (--to)
   sink      the accepting half on its own (--listen), for runs between two hosts
+  report    turn a saved 'probe --json' result into a self-contained HTML report
   reuse     one source port, many connections: the 4-tuple experiment, from the kernel's socket table
 
 Run 'fourtuple <command> --help' for a command's options.
@@ -24,6 +25,7 @@ const COMMANDS: Record<string, () => Promise<Runner>> = {
   probe: async () => (await import('./probe.js')).runProbe.bind(null, 'probe'),
   load: async () => (await import('./probe.js')).runProbe.bind(null, 'load'),
   sink: async () => (await import('./sink.js')).runSink,
+  report: async () => (await import('./report.js')).runReport,
   reuse: async () => (await import('./reuse.js')).runReuseCommand,
 };
 

@@ -2,7 +2,9 @@
 import { defaultDuration, Probe, PROBE_DEFAULTS, type ProbeOptions } from '../engine/probe.js';
 import { InvalidArgumentError } from '../errors.js';
 import { probeJson, renderProbe, renderProgress } from '../report/probe.js';
-import { endpointsOption, intOption, numberOption, parseOptions, sourcesOption, strategyOption } from './args.js';
+import { writeFileSync } from 'node:fs';
+import { renderHtml } from '../report/html.js';
+import { checkWritable, endpointsOption, intOption, numberOption, parseOptions, sourcesOption, strategyOption } from './args.js';
 
 /** Usage text; `load` is the same engine without the sink. */
 export function probeHelp(command: 'probe' | 'load'): string {
@@ -30,7 +32,8 @@ ${what}
   --close rst|fin   how to close: rst leaves no TIME_WAIT (default), fin is a normal close
   --parallel P      client processes ramping at once (default ${PROBE_DEFAULTS.parallel})
   --on-worker-death continue|stop   what a dead client process does to the run (default continue)
-  --json            print one JSON object (no progress line)
+  --report FILE     also write a self-contained HTML report with charts
+  --json            print one JSON object (no progress line); 'fourtuple report' turns it into HTML
 `;
 }
 
@@ -48,6 +51,7 @@ const OPTIONS = {
   'on-worker-death': { type: 'string' },
   'worker-nofile': { type: 'string' },
   json: { type: 'boolean' },
+  report: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -55,6 +59,8 @@ const OPTIONS = {
 export interface ProbeArgs {
   readonly help: boolean;
   readonly json: boolean;
+  /** Where to write the HTML report, checked writable before the run. */
+  readonly report?: string;
   readonly options: ProbeOptions;
 }
 
@@ -71,10 +77,13 @@ export function parseProbeArgs(command: 'probe' | 'load', argv: string[]): Probe
   if (death !== 'continue' && death !== 'stop') throw new InvalidArgumentError(`invalid --on-worker-death '${death}': expected continue or stop`);
   const strategy = strategyOption(v.strategy, from.length ? 'nopo' : PROBE_DEFAULTS.strategy);
   if (strategy === 'auto' && from.length) throw new InvalidArgumentError(`--strategy auto cannot use --from ${v.from?.join(',')}: connect() without bind() lets the kernel choose the source; use nopo, bind or explicit`);
+  if (v.report !== undefined) checkWritable(v.report, '--report');
   return {
     help: v.help ?? false,
     json: v.json ?? false,
+    report: v.report,
     options: {
+      command: ['fourtuple', command, ...argv],
       connections,
       durationS: numberOption('--duration', v.duration, defaultDuration(connections), 0.1, 86_400),
       holdS: numberOption('--hold', v.hold, PROBE_DEFAULTS.holdS, 0, 86_400),
@@ -111,7 +120,9 @@ export async function runProbe(command: 'probe' | 'load', argv: string[], out: (
   try {
     const result = await probe.run();
     if (tty) process.stderr.write('\r\x1b[K');
-    out(args.json ? JSON.stringify(probeJson(result), null, 2) : renderProbe(result));
+    const doc = probeJson(result);
+    if (args.report) writeFileSync(args.report, renderHtml(doc));
+    out(args.json ? JSON.stringify(doc, null, 2) : renderProbe(result) + (args.report ? `\n  report          ${args.report}` : ''));
     return 0;
   } finally {
     process.off('SIGINT', onSignal);

@@ -5,6 +5,7 @@
  * checks that nothing is left. Emits 'progress'; resolves with the result.
  */
 import { EventEmitter } from 'node:events';
+import { availableParallelism } from 'node:os';
 import { readKernelFacts, type KernelFacts } from '../kernel/facts.js';
 import * as ffi from '../kernel/ffi.js';
 import { scanProcNetTcp } from '../kernel/proc-net-tcp.js';
@@ -49,6 +50,8 @@ export interface ProbeOptions {
   readonly onWorkerDeath: 'continue' | 'stop';
   /** Give up on one connect after this long. */
   readonly connectTimeoutMs: number;
+  /** The command line, recorded in the result so the run can be reproduced. */
+  readonly command?: readonly string[];
 }
 
 /** Defaults for everything but what a run must say. */
@@ -93,6 +96,33 @@ export interface DeadWorker {
   readonly held: number;
 }
 
+/** One point of the run's time series (every 250 ms). */
+export interface Sample {
+  /** Milliseconds since the ramp started. */
+  readonly t: number;
+  readonly held: number;
+  /** Connections per second over the last interval. */
+  readonly rate: number;
+  /** Failed attempts so far, all errnos. */
+  readonly errors: number;
+  /** Failed attempts so far, per errno. */
+  readonly errorsBy: Readonly<Record<string, number>>;
+  /** Kernel memory grown since the start (slab + TCP pages). */
+  readonly kernelBytes: number;
+  /** User-space memory (PSS) of every process of the run; sampled every 2 s, null between. */
+  readonly userBytes: number | null;
+}
+
+/** The host a run ran on. */
+export interface Machine {
+  readonly kernel: string | null;
+  readonly cpus: number;
+  readonly memoryBytes: number | null;
+  readonly portRange: string | null;
+  readonly nofile: { readonly soft: number; readonly hard: number } | null;
+  readonly node: string;
+}
+
 /** Everything a run measured. Times in milliseconds. */
 export interface ProbeResult {
   readonly target: number;
@@ -114,13 +144,20 @@ export interface ProbeResult {
   readonly sources: readonly string[];
   readonly strategy: Strategy;
   readonly workers: { readonly clients: number; readonly sinks: number; readonly died: readonly DeadWorker[] };
-  readonly timeline: readonly { readonly t: number; readonly held: number; readonly rate: number; readonly errors: number }[];
+  readonly timeline: readonly Sample[];
+  /** Connections each client worker held at the peak, in start order (the spread across processes). */
+  readonly heldPerWorker: readonly number[];
+  /** What was run and where, so the run can be reproduced. */
+  readonly command: readonly string[];
+  readonly machine: Machine;
   readonly rampMs: number;
   readonly durationMs: number;
   readonly limits: Limits;
 }
 
 const PROGRESS_MS = 250;
+/** How often user-space memory (PSS of every process) is sampled during a run. */
+const USER_SAMPLE_MS = 2000;
 /** Largest share of a port pool the default destinations are planned to fill. */
 const FILL_TARGET = 0.45;
 const STALL_MS = 5000;
@@ -154,7 +191,8 @@ export class Probe extends EventEmitter {
   #lastProgressAt = 0;
   #lastGrowthAt = 0;
   readonly #rates: number[] = [];
-  readonly #timeline: { t: number; held: number; rate: number; errors: number }[] = [];
+  readonly #timeline: Sample[] = [];
+  #lastUserSample = 0;
   #rampEnded!: () => void;
   #ticker: NodeJS.Timeout | undefined;
   #memory = { userBytes: 0, kernelBytes: 0 };
@@ -436,7 +474,13 @@ export class Probe extends EventEmitter {
     if (t.held > this.#lastHeld) this.#lastGrowthAt = now;
     if (this.#phase === 'ramping' && t.held > this.#lastHeld) this.#rates.push(rate);
     const errors = Object.values(t.errors).reduce((a, b) => a + b, 0);
-    this.#timeline.push({ t: Math.round(now - this.#rampStart), held: t.held, rate: Math.round(rate), errors });
+    let userBytes: number | null = null;
+    if (now - this.#lastUserSample >= USER_SAMPLE_MS) {
+      this.#lastUserSample = now;
+      userBytes = this.#userBytes();
+    }
+    const kernelBytes = Math.max(0, kernelSocketBytes() - this.#kernelBefore);
+    this.#timeline.push({ t: Math.round(now - this.#rampStart), held: t.held, rate: Math.round(rate), errors, errorsBy: t.errors, kernelBytes, userBytes });
     this.#lastHeld = t.held;
     this.#lastProgressAt = now;
     if (t.held > this.#peak) {
@@ -459,9 +503,14 @@ export class Probe extends EventEmitter {
       this.#peak = t.held;
       this.#peakAt = performance.now();
     }
+    this.#memory = { userBytes: this.#userBytes(), kernelBytes: Math.max(0, kernelSocketBytes() - this.#kernelBefore) };
+  }
+
+  /** PSS of the coordinator and every live worker. */
+  #userBytes(): number {
     let user = pssBytes(process.pid);
     for (const w of [...this.#clients, ...(this.#sink?.workers ?? [])]) if (!w.exit) user += pssBytes(w.pid);
-    this.#memory = { userBytes: user, kernelBytes: Math.max(0, kernelSocketBytes() - this.#kernelBefore) };
+    return user;
   }
 
   async #hold(): Promise<void> {
@@ -506,6 +555,19 @@ export class Probe extends EventEmitter {
       else left++;
     });
     return { left, timeWait };
+  }
+
+  #machine(): Machine {
+    const f = this.#facts;
+    const range = factValue(f.portRange);
+    return {
+      kernel: factValue(f.kernelRelease),
+      cpus: availableParallelism(),
+      memoryBytes: factValue(f.memTotal),
+      portRange: range ? `${range.lo}-${range.hi}` : null,
+      nofile: factValue(f.nofile),
+      node: process.version,
+    };
   }
 
   /** Median and peak over the ramp's samples; a ramp shorter than one sample gets its average for both. */
@@ -560,6 +622,9 @@ export class Probe extends EventEmitter {
       strategy: o.strategy,
       workers: { clients: this.#clients.length, sinks: this.#sink?.workers.length ?? 0, died: this.#died },
       timeline: this.#timeline,
+      heldPerWorker: this.#clients.filter((w) => this.#stats.has(w)).map((w) => this.#stats.get(w)?.held ?? 0),
+      command: this.#o.command ?? [],
+      machine: this.#machine(),
       rampMs: Math.round((this.#peakAt || now) - this.#rampStart),
       durationMs: Math.round(now - this.#started),
       limits: this.#limits,
@@ -570,6 +635,10 @@ export class Probe extends EventEmitter {
 /** A bucket's upper edge can pass the largest value seen; report no more than that. */
 function capped(q: number | null, max: number): number | null {
   return q === null ? null : Math.min(q, max);
+}
+
+function factValue<T>(f: { known: boolean; value?: T }): T | null {
+  return f.known ? (f.value as T) : null;
 }
 
 function round(n: number | null): number | null {

@@ -33,6 +33,11 @@ export function renderProbe(r: ProbeResult): string {
   out.push(`  destinations    ${summarize(r.destinations)}`);
   out.push(`  sources         ${r.sources.length ? summarize(r.sources) : 'chosen by the kernel'}; strategy ${r.strategy}`);
   out.push(`  ramp            ${(r.rampMs / 1000).toFixed(1)} s to the peak; connect rate median ${num(r.rate.median)}/s, peak ${num(r.rate.peak)}/s`);
+  const ramp = r.timeline.filter((p) => p.t <= r.rampMs + 250);
+  if (ramp.length > 2) {
+    out.push(`  held over time  ${sparkline(ramp.map((p) => p.held))}`);
+    out.push(`  rate over time  ${sparkline(ramp.map((p) => p.rate))}`);
+  }
   out.push(`  connect latency p50 ${ms(r.latency.p50)}, p99 ${ms(r.latency.p99)}, max ${ms(r.latency.max)}`);
   if (r.latencyByOccupancy.length > 1) {
     out.push(`  by pool fill    ${r.latencyByOccupancy.map((o) => `${o.occupancy}: p50 ${ms(o.p50)} p99 ${ms(o.p99)}`).join('; ')}`);
@@ -56,8 +61,26 @@ function summarize(list: readonly string[]): string {
   return `${list.slice(0, 2).join(', ')}, ... ${list[list.length - 1]} (${num(list.length)})`;
 }
 
-/** The `--json` document: everything but the model's full constraint list, which `limits --json` has. */
-export function probeJson(r: ProbeResult): object {
+/** The `--json` document; also the input of the HTML report (`fourtuple report RUN.json`). */
+export function probeJson(r: ProbeResult): ProbeJson {
   const { limits, ...rest } = r;
-  return { ...rest, constraints: limits.constraints.map((c) => ({ id: c.id, limit: c.limit })) };
+  return { ...rest, constraints: limits.constraints.map((c) => ({ id: c.id, limit: c.limit, scope: c.scope, detail: c.detail, remedy: c.remedy })) };
+}
+
+/** What `probe --json` prints. */
+export type ProbeJson = Omit<ProbeResult, 'limits'> & {
+  readonly constraints: readonly { readonly id: string; readonly limit: number | null; readonly scope: string; readonly detail: string; readonly remedy: string }[];
+};
+
+const BARS = '▁▂▃▄▅▆▇█';
+
+/** A one-line sparkline of `values` in at most `width` characters. */
+export function sparkline(values: readonly number[], width = 60): string {
+  if (values.length === 0) return '';
+  const step = Math.max(1, Math.ceil(values.length / width));
+  const points: number[] = [];
+  for (let i = 0; i < values.length; i += step) points.push(Math.max(...values.slice(i, i + step)));
+  const max = Math.max(...points);
+  if (max <= 0) return BARS[0].repeat(points.length);
+  return points.map((v) => BARS[Math.min(BARS.length - 1, Math.floor((v / max) * (BARS.length - 1)))]).join('');
 }
