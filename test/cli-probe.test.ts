@@ -24,10 +24,16 @@ interface Report {
   workers: { clients: number; sinks: number; died: { kind: string; pid: number; signal: string | null; held: number }[] };
 }
 
-/** PIDs of worker processes (of any run) still alive. */
-function workerPids(): number[] {
-  const r = spawnSync('pgrep', ['-f', 'dist/engine/(client|sink)-worker.js'], { encoding: 'utf8' });
-  return r.stdout.split('\n').filter(Boolean).map(Number);
+/** Which of `pids` are still alive. */
+function alive(pids: Iterable<number>): number[] {
+  return [...pids].filter((p) => {
+    try {
+      process.kill(p, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  });
 }
 
 /** Sockets in the kernel table to or from any of `endpoints`. */
@@ -41,15 +47,26 @@ function children(pid: number, pattern: string): number[] {
   return r.stdout.split('\n').filter(Boolean).map(Number);
 }
 
-/** Runs probe in the background; resolves with its exit status, output and when it ended. */
-function runProbe(args: string[], during?: (pid: number) => void | Promise<void>): Promise<{ status: number | null; stdout: string; stderr: string; endedAt: number }> {
+/**
+ * Runs probe in the background; resolves with its exit status, output, when
+ * it ended, and the PIDs of every worker process seen while it ran (so the
+ * test can check that exactly those are gone, whatever else runs on the host).
+ */
+function runProbe(args: string[], during?: (pid: number) => void | Promise<void>): Promise<{ status: number | null; stdout: string; stderr: string; endedAt: number; workers: Set<number> }> {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [CLI, 'probe', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
+    const workers = new Set<number>();
+    const watch = setInterval(() => {
+      for (const p of children(child.pid as number, 'worker')) workers.add(p);
+    }, 100);
     child.stdout.on('data', (d) => (stdout += d));
     child.stderr.on('data', (d) => (stderr += d));
-    child.on('exit', (status) => resolve({ status, stdout, stderr, endedAt: Date.now() }));
+    child.on('exit', (status) => {
+      clearInterval(watch);
+      resolve({ status, stdout, stderr, endedAt: Date.now(), workers });
+    });
     if (during) void during(child.pid as number);
   });
 }
@@ -72,7 +89,7 @@ test('probe --connections 2000 --json: holds 2,000, reports them and leaves no s
   assert.deepEqual(j.cleanup, { left: 0, timeWait: 0 });
   assert.ok(j.destinations.length >= 1);
   assert.equal(socketsOf(j.destinations), 0, 'the kernel table holds nothing of the run');
-  assert.deepEqual(workerPids(), []);
+  assert.deepEqual(alive(r.workers), []);
 });
 
 test('probe human report says how many were held and that nothing is left', async () => {
@@ -98,7 +115,7 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     assert.ok(j.held > 0 && j.held < 60000);
     assert.equal(j.cleanup.left, 0);
     assert.equal(socketsOf(j.destinations), 0);
-    assert.deepEqual(workerPids(), []);
+    assert.deepEqual(alive(r.workers), []);
   });
 }
 
@@ -125,7 +142,7 @@ test('a client worker killed with SIGKILL is reported with what it held; the run
   assert.equal(j.held, 8000);
   assert.equal(j.cleanup.left, 0);
   assert.equal(j.cleanup.timeWait, 0, 'a dead worker closes with RST too (SO_LINGER 0 set at creation)');
-  assert.deepEqual(workerPids(), []);
+  assert.deepEqual(alive(r.workers), []);
 });
 
 test('a sink worker that dies is reported as resets (lost connections), not a hang', async () => {
@@ -146,10 +163,10 @@ test('a sink worker that dies is reported as resets (lost connections), not a ha
   assert.equal(j.workers.died[0].kind, 'sink');
   assert.ok(j.lost > 0, `lost ${j.lost}`);
   assert.equal(j.cleanup.left, 0);
-  assert.deepEqual(workerPids(), []);
+  assert.deepEqual(alive(r.workers), []);
 });
 
-test('bad input exits 2 with one line naming the value, and starts nothing', () => {
+test('bad input exits 2 with one line naming the value, and starts nothing', async () => {
   const cases: [string[], string][] = [
     [['--connections', '0'], "'0'"],
     [['--connections', 'lots'], "'lots'"],
@@ -158,15 +175,16 @@ test('bad input exits 2 with one line naming the value, and starts nothing', () 
     [['--strategy', 'auto', '--from', '127.0.0.2'], '127.0.0.2'],
     [['--rate', '-5'], '-5'],
     [['--nope'], '--nope'],
+    [['--report', '/nonexistent/dir/r.html'], '/nonexistent/dir/r.html'],
   ];
   for (const [args, needle] of cases) {
-    const r = spawnSync(process.execPath, [CLI, 'probe', ...args], { encoding: 'utf8' });
+    const r = await runProbe(args);
     assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
     assert.equal(r.stdout, '');
     const lines = r.stderr.trim().split('\n');
     assert.equal(lines.length, 1, r.stderr);
     assert.ok(lines[0].includes(needle), `${lines[0]} names ${needle}`);
     assert.doesNotMatch(r.stderr, /\n\s+at /);
+    assert.equal(r.workers.size, 0, 'no worker was started');
   }
-  assert.deepEqual(workerPids(), []);
 });
