@@ -12,6 +12,8 @@ import { raiseNofile, send } from './worker-common.js';
 
 /** One (source, target) pair the worker round-robins over. */
 interface Combo {
+  /** Position in the worker's combo list, carried through the poll slots. */
+  readonly id: number;
   readonly source: number;
   readonly target: number;
   readonly key: string;
@@ -81,7 +83,7 @@ class ClientWorker {
     for (let s = 0; s < (perTarget ? 1 : sources.length); s++) {
       for (let t = 0; t < config.targets.length; t++) {
         const key = this.#keyOf(s, t);
-        this.#combos.push({ source: s, target: t, key, alive: !excluded.has(key), held: 0, cursor: 0 });
+        this.#combos.push({ id: this.#combos.length, source: s, target: t, key, alive: !excluded.has(key), held: 0, cursor: 0 });
       }
     }
     this.#live = this.#combos.filter((c) => c.alive);
@@ -254,7 +256,7 @@ class ClientWorker {
       const i = this.#pendCount++;
       this.#pending.set(i, fd, ffi.POLLOUT);
       this.#pendStart[i] = now;
-      this.#pendCombo[i] = this.#combos.indexOf(combo);
+      this.#pendCombo[i] = combo.id;
       return undefined;
     }
     // Explicit: the 4-tuple from this port is taken; the next port may do.

@@ -10,7 +10,7 @@ import { readKernelFacts, type KernelFacts } from '../kernel/facts.js';
 import * as ffi from '../kernel/ffi.js';
 import { scanProcNetTcp } from '../kernel/proc-net-tcp.js';
 import { EngineError, FfiUnavailableError, InvalidArgumentError } from '../errors.js';
-import { type Endpoints, familyOf, isLoopback } from '../model/address.js';
+import { type Endpoints, familyOf, parsePorts } from '../model/address.js';
 import { errnoMeaning } from '../model/errno.js';
 import { computeLimits, explicitPool, ephemeralPool, type ConstraintId, type Limits } from '../model/limits.js';
 import type { Strategy } from '../model/strategy.js';
@@ -156,6 +156,10 @@ export interface ProbeResult {
 }
 
 const PROGRESS_MS = 250;
+/** Listening sockets the embedded sink opens at most: each worker inherits them all, out of its open-files limit. */
+const MAX_SINK_LISTENERS = 2048;
+/** Destinations a load run round-robins over at most. */
+const MAX_TARGETS = 65_536;
 /** How often user-space memory (PSS of every process) is sampled during a run. */
 const USER_SAMPLE_MS = 2000;
 /** Largest share of a port pool the default destinations are planned to fill. */
@@ -250,6 +254,9 @@ export class Probe extends EventEmitter {
       if (!o.sink) throw new InvalidArgumentError('--to is required: the server to connect to');
       this.#listeners = this.#defaultListeners(backlog, rst);
     } else {
+      const count = o.to.reduce((n, e) => n + e.addresses.length * e.ports.size, 0);
+      const max = o.sink ? MAX_SINK_LISTENERS : MAX_TARGETS;
+      if (count > max) throw new InvalidArgumentError(`--to names ${count.toLocaleString('en-US')} destinations: at most ${max.toLocaleString('en-US')}${o.sink ? ' for the embedded sink (every worker inherits its listeners)' : ''}`);
       for (const e of o.to) for (const address of e.addresses) for (const port of e.ports) this.#targets.push({ address, port });
       if (o.sink) {
         for (const t of this.#targets) {
@@ -279,9 +286,8 @@ export class Probe extends EventEmitter {
     for (const t of this.#targets) byAddr.set(t.address, [...(byAddr.get(t.address) ?? []), t.port]);
     const destinations = [...byAddr].map(([a, ports]) => ({ addresses: [a], ports: PortSet.of(...ports) }));
     const localAddresses = this.#facts.interfaces.known ? this.#facts.interfaces.value.map((i) => i.address) : [];
-    // The probe's own listeners are not in the way of its source ports: model the host as it was before them.
-    const facts = { ...this.#facts };
-    return computeLimits({ facts, strategy: this.#o.strategy, sources: this.#o.from, destinations, localAddresses });
+    // The facts were read before the probe opened its listeners, which sit below the ephemeral range anyway.
+    return computeLimits({ facts: this.#facts, strategy: this.#o.strategy, sources: this.#o.from, destinations, localAddresses });
   }
 
   /**
@@ -296,13 +302,9 @@ export class Probe extends EventEmitter {
     const perPortAll = this.#o.strategy === 'bind' ? Number.MAX_SAFE_INTEGER : perPort * sources;
     const count = Math.max(1, Math.ceil(this.#o.connections / (perPortAll * FILL_TARGET)));
     const range = this.#facts.portRange.known ? this.#facts.portRange.value : { lo: 32768, hi: 60999 };
-    const reserved = this.#facts.reservedPorts.known ? this.#facts.reservedPorts.value : '';
-    const res = reserved ? new Set(reserved.split(',').flatMap((r) => {
-      const [lo, hi = lo] = r.split('-').map(Number);
-      return Array.from({ length: hi - lo + 1 }, (_, i) => lo + i);
-    })) : new Set<number>();
+    const reserved = this.#facts.reservedPorts.known && this.#facts.reservedPorts.value ? parsePorts(this.#facts.reservedPorts.value, 'ip_local_reserved_ports') : new PortSet();
     const address = this.#o.from[0] && familyOf(this.#o.from[0]) === 6 ? '::1' : '127.0.0.1';
-    return openFreeListeners(address, count, 7000, (p) => (p >= range.lo && p <= range.hi) || res.has(p), backlog, rst);
+    return openFreeListeners(address, count, 7000, (p) => (p >= range.lo && p <= range.hi) || reserved.has(p), backlog, rst);
   }
 
   /** Starts the embedded sink; its deaths are reported like a client's. */
@@ -649,9 +651,4 @@ function dominant(errors: Record<string, number>): string | undefined {
   let best: string | undefined;
   for (const [k, v] of Object.entries(errors)) if (!best || v > errors[best]) best = k;
   return best;
-}
-
-/** True when `address` is on this host (the embedded sink can listen there). */
-export function isLocal(address: string, facts: KernelFacts): boolean {
-  return isLoopback(address) || (facts.interfaces.known && facts.interfaces.value.some((i) => i.address === address));
 }
