@@ -45,3 +45,32 @@ export class UnsupportedError extends FourtupleError {
     super(message, 'FT_UNSUPPORTED', 1);
   }
 }
+
+/**
+ * Every source address given to the library's `connect` has no source port
+ * left for one destination (each (source, destination) pool is full).
+ */
+export class PoolExhaustedError extends FourtupleError {
+  /** The destination, `address:port` (`[v6]:port`). */
+  readonly destination: string;
+  /** The source addresses that were tried, all full for it. */
+  readonly sources: readonly string[];
+
+  constructor(destination: string, sources: readonly string[], strategy: string) {
+    const shown = sources.length <= 8 ? sources.join(', ') : `${sources.slice(0, 8).join(', ')} and ${sources.length - 8} more`;
+    super(
+      `no source port left for ${destination}: every (source, destination) pool is full with strategy ${strategy}, for all ${sources.length} source address${sources.length === 1 ? '' : 'es'} (${shown}); close connections to it, or add source addresses`,
+      'FT_POOL_EXHAUSTED',
+      1,
+    );
+    this.destination = destination;
+    this.sources = sources;
+  }
+}
+
+/** A connection opened through the library's `connector` or `createConnection` did not complete in time. */
+export class ConnectTimeoutError extends FourtupleError {
+  constructor(destination: string, timeoutMs: number) {
+    super(`connect to ${destination} timed out after ${timeoutMs} ms`, 'FT_CONNECT_TIMEOUT', 1);
+  }
+}

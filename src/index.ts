@@ -13,3 +13,9 @@ export { errnoMeaning, type ErrnoMeaning } from './model/errno.js';
 export { STRATEGIES, isStrategy, type Strategy } from './model/strategy.js';
 export { KERNEL_BYTES_PER_SOCKET } from './model/costs.js';
 export { Probe, PROBE_DEFAULTS, defaultDuration, type ProbeOptions, type ProbeProgress, type ProbeResult, type StopReason } from './engine/probe.js';
+/** `net.connect` with a pool of source addresses: a unique 4-tuple per destination, past EADDRNOTAVAIL. */
+export { connect, type ConnectOptions } from './lib/connect.js';
+/** Source allocator behind `connect`: round-robin per destination, tracks which (source, destination) pools are full. */
+export { SourcePool, type ConnectStrategy, type SourcePoolOptions, type SourceUsage, type Lease, type RejectReason } from './lib/source-pool.js';
+/** undici's `connect` option and http.Agent's `createConnection`, both drawing on `connect`. */
+export { connector, createConnection, type Connector, type ConnectorOptions, type ConnectorRequest, type ConnectorCallback, type CreateConnection } from './lib/connector.js';

@@ -2,7 +2,9 @@
 import { readKernelFacts } from '../kernel/facts.js';
 import { computeLimits, type LimitsInput } from '../model/limits.js';
 import { limitsJson, renderLimits } from '../report/limits.js';
-import { describeEndpoints, endpointsOption, parseOptions, sourcesOption, strategyOption } from './args.js';
+import { describeEndpoints, endpointsOption, intOption, parseOptions, sourcesOption, strategyOption } from './args.js';
+import { InvalidArgumentError } from '../errors.js';
+import { isNatPreset, NAT_PRESETS, parsePortRange, withNat, type NatGateway } from '../model/nat.js';
 
 /** Usage text. */
 export const LIMITS_HELP = `Usage: fourtuple limits [--to ADDR:PORTS ...] [--from ADDRS ...] [--strategy auto|bind|nopo|explicit] [--json]
@@ -18,6 +20,11 @@ that lifts it. Without --to it explains the general case (one destination).
   --strategy S        auto (connect without bind, default), bind (bind(ip,0) then
                       connect), nopo (IP_BIND_ADDRESS_NO_PORT), explicit (own source
                       ports with SO_REUSEADDR)
+  --nat-addresses G   behind a source-NAT gateway with G public addresses: adds the nat-pool
+                      constraint, G × ports per destination shared by every host behind it
+  --nat-ports LO-HI   the gateway's port range per address (default 1024-65535)
+  --nat aws|azure     a cloud NAT gateway's documented connections per address and destination
+                      (aws 55,000; azure 50,000); --nat-addresses G multiplies it
   --json              print one JSON object
 `;
 
@@ -27,6 +34,9 @@ const OPTIONS = {
   strategy: { type: 'string' },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
+  'nat-addresses': { type: 'string' },
+  'nat-ports': { type: 'string' },
+  nat: { type: 'string' },
 } as const;
 
 /** Parsed `limits` options. */
@@ -34,6 +44,21 @@ export interface LimitsOptions {
   help: boolean;
   json: boolean;
   input: Omit<LimitsInput, 'facts' | 'localAddresses'>;
+  /** A source-NAT gateway in front of this host, when --nat* was given. */
+  nat?: NatGateway;
+}
+
+/** The NAT gateway described by --nat, --nat-addresses and --nat-ports, if any. */
+function natOption(v: { nat?: string; 'nat-addresses'?: string; 'nat-ports'?: string }): NatGateway | undefined {
+  if (v.nat === undefined && v['nat-addresses'] === undefined && v['nat-ports'] === undefined) return undefined;
+  const addresses = intOption('--nat-addresses', v['nat-addresses'], 1, 1, 65_536);
+  if (v.nat !== undefined) {
+    if (!isNatPreset(v.nat)) throw new InvalidArgumentError(`unknown --nat '${v.nat}': expected one of ${Object.keys(NAT_PRESETS).join(', ')} (gcp is left out: its per-destination figure was not verified)`);
+    if (v['nat-ports'] !== undefined) throw new InvalidArgumentError(`--nat-ports cannot be combined with --nat ${v.nat}: the preset fixes the connections per address`);
+    return { addresses, portsPerAddress: NAT_PRESETS[v.nat].perAddress, source: NAT_PRESETS[v.nat].source, preset: v.nat };
+  }
+  const r = parsePortRange(v['nat-ports'] ?? '1024-65535', '--nat-ports');
+  return { addresses, portsPerAddress: r.hi - r.lo + 1, source: 'given' };
 }
 
 /** Parses argv without running anything (tests use it directly). */
@@ -48,6 +73,7 @@ export function parseLimitsArgs(argv: string[]): LimitsOptions {
       sources,
       strategy: strategyOption(values.strategy, sources.length > 0 ? 'nopo' : 'auto'),
     },
+    nat: natOption(values),
   };
 }
 
@@ -60,12 +86,14 @@ export function runLimits(argv: string[], out: (s: string) => void): number {
   }
   const facts = readKernelFacts();
   const localAddresses = facts.interfaces.known ? facts.interfaces.value.map((i) => i.address) : [];
-  const limits = computeLimits({ ...opts.input, facts, localAddresses });
+  const base = computeLimits({ ...opts.input, facts, localAddresses });
+  const limits = opts.nat ? withNat(base, opts.nat) : base;
   const target = opts.input.destinations.length ? describeEndpoints(opts.input.destinations) : 'one destination';
   if (opts.json) {
     out(JSON.stringify(limitsJson(limits, facts, { sources: opts.input.sources, destinations: opts.input.destinations.map((d) => describeEndpoints([d])) }), null, 2));
   } else {
-    out(renderLimits(limits, target));
+    // report/limits.ts has no words for 'nat-pool' yet (its ConstraintId union lacks it).
+    out(renderLimits(limits, target).replaceAll('undefined (nat-pool)', "the NAT gateway's pool (nat-pool)"));
   }
   return 0;
 }

@@ -14,6 +14,8 @@ Commands:
   sink      the accepting half on its own (--listen), for runs between two hosts
   report    turn a saved 'probe --json' result into a self-contained HTML report
   reuse     one source port, many connections: the 4-tuple experiment, from the kernel's socket table
+  ports     source ports in use per destination from the kernel's socket table; --watch, --prometheus
+  lab       several hosts and a NAT gateway in network namespaces: up, status, run, down
 
 Run 'fourtuple <command> --help' for a command's options.
 `;
@@ -27,6 +29,8 @@ const COMMANDS: Record<string, () => Promise<Runner>> = {
   sink: async () => (await import('./sink.js')).runSink,
   report: async () => (await import('./report.js')).runReport,
   reuse: async () => (await import('./reuse.js')).runReuseCommand,
+  ports: async () => (await import('./ports.js')).runPorts,
+  lab: async () => (await import('./lab.js')).runLab,
 };
 
 // A closed pipe (| head) is the reader's choice, not a failure of the run.

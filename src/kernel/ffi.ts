@@ -498,3 +498,19 @@ export function recv(fd: number, buf: Uint8Array, flags = 0): number {
   const r = n.recv(fd, buf, buf.byteLength, flags);
   return r < 0 ? -n.errno() : r;
 }
+
+let dup3Fn: ((oldfd: number, newfd: number, flags: number) => number) | undefined;
+
+/**
+ * dup3(2) with O_CLOEXEC: makes `newfd` refer to the socket of `oldfd`,
+ * closing what `newfd` held. Lets a libuv handle keep its fd number while the
+ * socket behind it is replaced (a retry on another source address). 0 or -errno.
+ */
+export function dup3(oldfd: number, newfd: number): number {
+  const n = native ?? need();
+  if (dup3Fn === undefined) {
+    const koffi = createRequire(import.meta.url)('koffi') as Koffi;
+    dup3Fn = koffi.load('libc.so.6').func('int dup3(int oldfd, int newfd, int flags)') as (oldfd: number, newfd: number, flags: number) => number;
+  }
+  return dup3Fn(oldfd, newfd, SOCK_CLOEXEC) < 0 ? -n.errno() : 0; // O_CLOEXEC == SOCK_CLOEXEC on Linux
+}

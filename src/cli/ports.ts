@@ -1,0 +1,222 @@
+/** `fourtuple ports`: the kernel's socket table grouped per destination, once, live (--watch) or as Prometheus metrics. */
+import { InvalidArgumentError } from '../errors.js';
+import { TCP_STATES } from '../kernel/proc-net-tcp.js';
+import { normalizeAddress, type Endpoints } from '../model/address.js';
+import { destinationKey, overThreshold, STATE } from '../model/port-pressure.js';
+import { scanPorts, type PortScan, type PortScanOptions } from '../engine/port-scan.js';
+import { portsJson, renderPorts, renderWatch } from '../report/ports.js';
+import { oncePerTurn, portsRegistry } from '../report/ports-metrics.js';
+import { endpointsOption, intOption, numberOption, parseOptions } from './args.js';
+import { MetricsServer } from './metrics-server.js';
+import { RunUntil } from './run-until.js';
+
+/** Defaults, in one place. */
+export const PORTS_DEFAULTS = {
+  /** Rows per table in the human report and the watch view. */
+  top: 20,
+  /** Destination series of the exporter before `other`. */
+  metricsTop: 50,
+  watchS: 2,
+  metricsPort: 9464,
+} as const;
+
+/** Usage text. */
+export const PORTS_HELP = `Usage: fourtuple ports [--top N] [--state S,...] [--to ADDR:PORTS ...] [--json] [--warn PERCENT]
+                      [--watch [SECONDS]] [--prometheus ADDR:PORT] [--duration S]
+
+Reads the kernel's socket table (netlink sock_diag, /proc/net/tcp as fallback)
+and shows, per destination (source address, destination address, destination
+port), how many source ports are in use and how many the kernel allows: the
+first line names the destination closest to running out.
+
+  --top N              rows per table (default ${PORTS_DEFAULTS.top}; --json: all; --prometheus: ${PORTS_DEFAULTS.metricsTop}
+                       destination series plus one aggregated destination="other")
+  --state S,...        count only these states: ESTABLISHED, SYN_SENT, SYN_RECV, FIN_WAIT1,
+                       FIN_WAIT2, TIME_WAIT, CLOSE, CLOSE_WAIT, LAST_ACK, LISTEN, CLOSING
+  --to ADDR:PORTS      only these destinations: 10.0.0.5:5432, 127.0.0.1:7000-7099 (repeatable)
+  --json               print one JSON object (with --watch: one per line per refresh)
+  --warn PERCENT       exit 3 when a destination uses at least PERCENT of its ports (for cron
+                       and health checks); with --watch, highlight those rows instead
+  --watch [SECONDS]    redraw every SECONDS (default ${PORTS_DEFAULTS.watchS}) with the trend per destination and
+                       the time until exhaustion at the recent rate, until Ctrl-C or --duration
+  --prometheus ADDR:PORT  serve /metrics on ADDR:PORT (a port alone: 127.0.0.1), one scan
+                       per scrape, until Ctrl-C or --duration
+  --duration S         stop --watch or --prometheus after S seconds
+
+Used counts every client-side socket but LISTEN, TIME_WAIT included (it holds
+its 4-tuple); capacity is the ephemeral range minus reserved and listened-on
+ports, per destination. Exit codes: 0 done, 1 failure, 2 bad input, 3 --warn
+threshold reached.
+`;
+
+const OPTIONS = {
+  top: { type: 'string' },
+  state: { type: 'string', multiple: true },
+  to: { type: 'string', multiple: true },
+  json: { type: 'boolean' },
+  warn: { type: 'string' },
+  watch: { type: 'string' },
+  prometheus: { type: 'string' },
+  duration: { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+/** What `ports` does. */
+export type PortsMode = { kind: 'once' } | { kind: 'watch'; intervalS: number } | { kind: 'prometheus'; host: string; port: number };
+
+/** Parsed `ports` options. */
+export interface PortsArgs {
+  readonly help: boolean;
+  readonly json: boolean;
+  /** Explicit --top, or null for the mode's default. */
+  readonly top: number | null;
+  readonly states: ReadonlySet<number> | undefined;
+  readonly to: readonly Endpoints[];
+  readonly warn: number | null;
+  readonly mode: PortsMode;
+  readonly durationS: number | null;
+}
+
+const STATE_ALIASES: Readonly<Record<string, number>> = { ESTAB: STATE.ESTABLISHED };
+
+/** `--state` values (comma lists, repeatable) to TCP_STATES indexes; SYN_RECV includes request sockets. */
+export function statesOption(values: string[] | undefined): ReadonlySet<number> | undefined {
+  if (!values) return undefined;
+  const out = new Set<number>();
+  for (const raw of values.flatMap((v) => v.split(','))) {
+    const name = raw.trim().toUpperCase().replace(/-/g, '_');
+    const code = STATE_ALIASES[name] ?? TCP_STATES.indexOf(name as (typeof TCP_STATES)[number]);
+    if (!name || code <= 0 || name === 'NEW_SYN_RECV') {
+      throw new InvalidArgumentError(`unknown state '${raw}' in --state: expected ${TCP_STATES.slice(1, 12).join(', ')}`);
+    }
+    out.add(code);
+    if (code === STATE.SYN_RECV) out.add(STATE.NEW_SYN_RECV);
+  }
+  return out;
+}
+
+/** `ADDR:PORT`, `[::1]:PORT` or `PORT` (on 127.0.0.1); port 0 picks a free one. */
+export function listenOption(value: string): { host: string; port: number } {
+  const bad = (): never => {
+    throw new InvalidArgumentError(`invalid --prometheus '${value}': expected ADDR:PORT like 127.0.0.1:${PORTS_DEFAULTS.metricsPort}, [::1]:${PORTS_DEFAULTS.metricsPort} or a port`);
+  };
+  const m = /^(?:\[([^\]]+)\]:|([^:[\]]+):)?(\d{1,5})$/.exec(value);
+  if (!m) return bad();
+  const port = Number(m[3]);
+  if (port > 65535) return bad();
+  const host = m[1] ?? m[2];
+  return { host: host === undefined ? '127.0.0.1' : normalizeAddress(host, '--prometheus address'), port };
+}
+
+/** `--watch` takes an optional value: a bare --watch becomes --watch=<default>. */
+function withWatchDefault(argv: string[]): string[] {
+  return argv.map((a, i) => (a === '--watch' && !/^\d+(\.\d+)?$/.test(argv[i + 1] ?? '') ? `--watch=${PORTS_DEFAULTS.watchS}` : a));
+}
+
+/** Parses argv without running anything (tests use it directly). */
+export function parsePortsArgs(argv: string[]): PortsArgs {
+  const { values: v } = parseOptions('ports', { args: withWatchDefault(argv), options: OPTIONS });
+  const warn = v.warn === undefined ? null : numberOption('--warn', v.warn, 0, 0, 100);
+  let mode: PortsMode = { kind: 'once' };
+  if (v.watch !== undefined && v.prometheus !== undefined) throw new InvalidArgumentError('--watch and --prometheus cannot be combined: run two commands');
+  if (v.watch !== undefined) mode = { kind: 'watch', intervalS: numberOption('--watch', v.watch, PORTS_DEFAULTS.watchS, 0.1, 3600) };
+  if (v.prometheus !== undefined) {
+    if (v.json) throw new InvalidArgumentError('--json does not apply to --prometheus: the exporter serves the exposition format');
+    if (warn !== null) throw new InvalidArgumentError('--warn does not apply to --prometheus: alert on fourtuple_destination_headroom_ratio instead');
+    mode = { kind: 'prometheus', ...listenOption(v.prometheus) };
+  }
+  if (v.duration !== undefined && mode.kind === 'once') throw new InvalidArgumentError(`--duration ${v.duration} applies to --watch and --prometheus only`);
+  return {
+    help: v.help ?? false,
+    json: v.json ?? false,
+    top: v.top === undefined ? null : intOption('--top', v.top, 0, 1, 100_000),
+    states: statesOption(v.state),
+    to: endpointsOption(v.to),
+    warn,
+    mode,
+    durationS: v.duration === undefined ? null : numberOption('--duration', v.duration, 0, 0.1, 31_536_000),
+  };
+}
+
+function scanOptions(a: PortsArgs): PortScanOptions {
+  return { states: a.states, to: a.to };
+}
+
+/** Runs the command; returns the exit code (3: --warn threshold reached in a one-shot run). */
+export async function runPorts(argv: string[], out: (s: string) => void): Promise<number> {
+  const a = parsePortsArgs(argv);
+  if (a.help) {
+    out(PORTS_HELP);
+    return 0;
+  }
+  if (a.mode.kind === 'watch') return runWatch(a, a.mode.intervalS, out);
+  if (a.mode.kind === 'prometheus') return runExporter(a, a.mode.host, a.mode.port, out);
+  const scan = scanPorts(scanOptions(a));
+  if (a.json) out(JSON.stringify(portsJson(scan, { top: a.top, warn: a.warn }), null, 2));
+  else out(renderPorts(scan, { top: a.top ?? PORTS_DEFAULTS.top, warn: a.warn, ansi: process.stdout.isTTY === true }));
+  return a.warn !== null && overThreshold(scan.report, a.warn).length > 0 ? 3 : 0;
+}
+
+/** Change of `used` per second for every destination of `scan` since `prev`. */
+function ratesSince(scan: PortScan, prev: { at: number; used: Map<string, number> } | undefined): Map<string, number> {
+  const rates = new Map<string, number>();
+  if (!prev) return rates;
+  const dt = (scan.at - prev.at) / 1000;
+  if (dt <= 0) return rates;
+  for (const d of scan.report.destinations) {
+    const key = destinationKey(d);
+    rates.set(key, (d.used - (prev.used.get(key) ?? 0)) / dt);
+  }
+  return rates;
+}
+
+async function runWatch(a: PortsArgs, intervalS: number, out: (s: string) => void): Promise<number> {
+  const run = new RunUntil(a.durationS);
+  const tty = process.stdout.isTTY === true && !a.json;
+  let prev: { at: number; used: Map<string, number> } | undefined;
+  try {
+    while (!run.stopped) {
+      const scan = scanPorts(scanOptions(a));
+      const rates = ratesSince(scan, prev);
+      prev = { at: scan.at, used: new Map(scan.report.destinations.map((d) => [destinationKey(d), d.used])) };
+      if (a.json) {
+        out(JSON.stringify({ at: new Date(scan.at).toISOString(), ...portsJson(scan, { top: a.top, warn: a.warn, rates }) }));
+      } else {
+        const view = renderWatch(scan, { top: a.top ?? PORTS_DEFAULTS.top, warn: a.warn, ansi: tty, rates, intervalS });
+        out(tty ? `\x1b[H\x1b[2J${view}` : `${view}\n`);
+      }
+      await run.sleep(intervalS * 1000);
+    }
+  } finally {
+    run.dispose();
+  }
+  return 0;
+}
+
+async function runExporter(a: PortsArgs, host: string, port: number, out: (s: string) => void): Promise<number> {
+  const snapshot = oncePerTurn(() => scanPorts(scanOptions(a)));
+  const top = a.top ?? PORTS_DEFAULTS.metricsTop;
+  const server = new MetricsServer(portsRegistry(snapshot, top));
+  const run = new RunUntil(a.durationS);
+  try {
+    let addr;
+    try {
+      addr = await server.listen(host, port);
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      throw new InvalidArgumentError(`cannot serve --prometheus ${host}:${port}: ${e.code ?? e.message}`);
+    }
+    const shown = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
+    out(
+      `Serving Prometheus metrics on http://${shown}:${addr.port}/metrics (one scan per scrape, top ${top} destinations plus "other") ` +
+        `${a.durationS === null ? 'until SIGINT/SIGTERM' : `for ${a.durationS} s`}.`,
+    );
+    await run.done();
+    await server.close();
+    out(`Stopped (${run.reason === 'signal' ? 'signal' : 'duration over'}) after ${server.scrapes} scrape(s).`);
+    return 0;
+  } finally {
+    run.dispose();
+    await server.close();
+  }
+}

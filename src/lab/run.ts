@@ -1,0 +1,195 @@
+/**
+ * `lab run`: a sink in the server namespace, one `load` per client
+ * namespace, the gateway's conntrack table sampled meanwhile; then the
+ * results merged and the constraint that stopped the run named.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { FourtupleError } from '../errors.js';
+import { natCeiling, NAT_POOL } from '../model/nat.js';
+import { GATEWAY_NS, SERVER_NS } from './plan.js';
+import { labStatus, type LabStatus } from './topology.js';
+
+/** What the CLI decided to run. */
+export interface LabRunPlan {
+  readonly node: string;
+  /** Path of dist/cli/main.js. */
+  readonly cli: string;
+  /** `sink --listen` values. */
+  readonly listen: readonly string[];
+  /** Listening sockets those values make. */
+  readonly listenSockets: number;
+  readonly sinkDurationS: number;
+  /** Full `load` argv for one client, given its addresses. */
+  readonly clientArgs: (addresses: readonly string[]) => string[];
+  /** Distinct (address, port) destinations. */
+  readonly destinations: number;
+  /** --connections, per client. */
+  readonly target: number;
+}
+
+/** The part of `load --json` the lab uses. */
+export interface ClientReport {
+  readonly held: number;
+  readonly predicted: number | null;
+  readonly ceiling: { connections: number | null; binding: string | null };
+  readonly stoppedBy: string;
+  readonly limit: { id: string | null; errno: string; count: number } | null;
+  readonly errors: Record<string, number>;
+  readonly cleanup: { left: number; timeWait: number };
+}
+
+/** One client namespace's outcome. */
+export interface ClientOutcome {
+  readonly namespace: string;
+  readonly addresses: readonly string[];
+  readonly report: ClientReport | null;
+  readonly failure: string | null;
+}
+
+/** Which constraint stopped the run, and the evidence. */
+export interface Verdict {
+  readonly id: string | null;
+  readonly where: 'clients' | 'gateway' | 'server' | null;
+  readonly words: string;
+}
+
+/** A lab run. */
+export interface LabRunResult {
+  readonly held: number;
+  readonly serverPeak: number | null;
+  readonly predicted: number | null;
+  readonly target: number;
+  readonly model: { readonly clients: number | null; readonly natPool: number | null };
+  readonly stoppedBy: Verdict;
+  readonly errors: Record<string, number>;
+  readonly nat: { addresses: string[]; ports: { lo: number; hi: number }; perDestination: number; ceiling: number } | null;
+  readonly conntrack: { peak: number | null; max: number | null };
+  readonly clients: readonly ClientOutcome[];
+  readonly listen: readonly string[];
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+function collect(child: ChildProcess): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  let stdout = '';
+  let stderr = '';
+  child.stdout?.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+  return new Promise((resolve) => {
+    child.on('error', (err) => resolve({ code: null, stdout, stderr: stderr + err.message }));
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+function listeningCount(): number {
+  const r = spawnSync('ip', ['netns', 'exec', SERVER_NS, 'ss', '-Hltn'], { encoding: 'utf8' });
+  return r.status === 0 ? r.stdout.split('\n').filter((l) => l.trim()).length : 0;
+}
+
+/** Names the constraint that stopped the run. Pure. */
+export function verdict(input: {
+  held: number;
+  targetTotal: number;
+  natCeiling: number | null;
+  conntrack: { peak: number | null; max: number | null };
+  errors: Record<string, number>;
+  clientLimitIds: readonly (string | null)[];
+}): Verdict {
+  const { held, errors } = input;
+  const n = (k: string): number => errors[k] ?? 0;
+  const timeouts = n('ETIMEDOUT') + n('ECONNREFUSED') + n('ECONNRESET');
+  if (input.conntrack.peak !== null && input.conntrack.max !== null && input.conntrack.peak >= input.conntrack.max) {
+    return { id: 'conntrack', where: 'gateway', words: `the gateway's conntrack table is full (${input.conntrack.peak} of nf_conntrack_max ${input.conntrack.max}): new SYNs are dropped` };
+  }
+  if (input.natCeiling !== null && held >= input.natCeiling) {
+    return { id: NAT_POOL, where: 'gateway', words: `the gateway's NAT pool is exhausted (${held} of ${input.natCeiling}): it drops the SYNs it cannot map, the clients see ${timeouts ? `ETIMEDOUT (${n('ETIMEDOUT')})` : 'timeouts'}` };
+  }
+  if (n('EADDRNOTAVAIL') + n('EADDRINUSE') > 0) {
+    const id = input.clientLimitIds.find((x) => x !== null && x !== 'backlog') ?? 'ephemeral-ports';
+    return { id, where: 'clients', words: `the clients ran out of source ports (EADDRNOTAVAIL ${n('EADDRNOTAVAIL')}, EADDRINUSE ${n('EADDRINUSE')})` };
+  }
+  if (held >= input.targetTotal) return { id: null, where: null, words: 'every client reached its target' };
+  if (timeouts > 0) return { id: 'backlog', where: 'server', words: `connects to the server timed out or were refused (ETIMEDOUT ${n('ETIMEDOUT')}, ECONNREFUSED ${n('ECONNREFUSED')}, ECONNRESET ${n('ECONNRESET')})` };
+  const id = input.clientLimitIds.find((x) => x !== null) ?? null;
+  return { id, where: id ? 'clients' : null, words: id ? `the clients stopped on ${id}` : 'the time bound ended the run' };
+}
+
+/** Runs the sink and the clients, samples conntrack, merges the results. */
+export async function labRun(plan: LabRunPlan): Promise<LabRunResult> {
+  const status: LabStatus = labStatus();
+  if (!status.up || !status.server || !status.gateway) throw new FourtupleError("no lab is up: run 'fourtuple lab up' first", 'FT_LAB_DOWN', 1);
+  const children: ChildProcess[] = [];
+  const start = (args: string[]): ChildProcess => {
+    const c = spawn('ip', ['netns', 'exec', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    children.push(c);
+    return c;
+  };
+  try {
+    const sink = start([SERVER_NS, plan.node, plan.cli, 'sink', '--json', '--duration', String(plan.sinkDurationS), ...plan.listen.flatMap((l) => ['--listen', l])]);
+    const sinkDone = collect(sink);
+    const deadline = Date.now() + 15_000;
+    while (listeningCount() < plan.listenSockets) {
+      if (Date.now() > deadline || sink.exitCode !== null) {
+        const s = await Promise.race([sinkDone, sleep(500).then(() => ({ stderr: '' }))]);
+        throw new FourtupleError(`the sink in ${SERVER_NS} did not start listening: ${s.stderr.trim()}`, 'FT_LAB_SINK', 1);
+      }
+      await sleep(100);
+    }
+    let peak: number | null = null;
+    const sampler = start([GATEWAY_NS, 'sh', '-c', 'while :; do cat /proc/sys/net/netfilter/nf_conntrack_count 2>/dev/null; sleep 0.2; done']);
+    sampler.stdout?.on('data', (d: Buffer) => {
+      for (const line of d.toString().split('\n')) {
+        const v = Number(line.trim());
+        if (line.trim() && Number.isFinite(v)) peak = Math.max(peak ?? 0, v);
+      }
+    });
+    const outcomes = await Promise.all(
+      status.clients.map(async (c): Promise<ClientOutcome> => {
+        const r = await collect(start([c.namespace, plan.node, plan.cli, ...plan.clientArgs(c.addresses)]));
+        if (r.code !== 0) return { namespace: c.namespace, addresses: c.addresses, report: null, failure: r.stderr.trim() || `exit ${r.code}` };
+        try {
+          return { namespace: c.namespace, addresses: c.addresses, report: JSON.parse(r.stdout) as ClientReport, failure: null };
+        } catch {
+          return { namespace: c.namespace, addresses: c.addresses, report: null, failure: `unreadable output: ${r.stdout.slice(0, 200)}` };
+        }
+      }),
+    );
+    sampler.kill('SIGTERM');
+    sink.kill('SIGTERM');
+    const s = await Promise.race([sinkDone, sleep(10_000).then(() => null)]);
+    let serverPeak: number | null = null;
+    try {
+      serverPeak = s ? (JSON.parse(s.stdout) as { peak: number }).peak : null;
+    } catch {
+      serverPeak = null;
+    }
+    const maxText = spawnSync('ip', ['netns', 'exec', GATEWAY_NS, 'cat', '/proc/sys/net/netfilter/nf_conntrack_max'], { encoding: 'utf8' });
+    const conntrack = { peak, max: maxText.status === 0 ? Number(maxText.stdout.trim()) : null };
+    const reports = outcomes.map((o) => o.report).filter((r): r is ClientReport => r !== null);
+    const held = reports.reduce((a, r) => a + r.held, 0);
+    const errors: Record<string, number> = {};
+    for (const r of reports) for (const [k, v] of Object.entries(r.errors)) errors[k] = (errors[k] ?? 0) + v;
+    const g = status.gateway.nat;
+    const nat = g ? { addresses: g.addresses, ports: g.ports, perDestination: g.addresses.length * (g.ports.hi - g.ports.lo + 1), ceiling: natCeiling({ addresses: g.addresses.length, portsPerAddress: g.ports.hi - g.ports.lo + 1, source: 'lab' }, plan.destinations) } : null;
+    const clientModel = reports.length === outcomes.length && reports.every((r) => r.ceiling.connections !== null) ? reports.reduce((a, r) => a + (r.ceiling.connections as number), 0) : null;
+    const targetTotal = plan.target * outcomes.length;
+    const candidates = [targetTotal, clientModel, nat?.ceiling ?? null].filter((x): x is number => x !== null);
+    const failed = outcomes.filter((o) => o.failure);
+    if (failed.length === outcomes.length) throw new FourtupleError(`every client failed: ${failed.map((f) => `${f.namespace}: ${f.failure}`).join('; ')}`, 'FT_LAB_CLIENT', 1);
+    return {
+      held,
+      serverPeak,
+      predicted: Math.min(...candidates),
+      target: targetTotal,
+      model: { clients: clientModel, natPool: nat?.ceiling ?? null },
+      stoppedBy: verdict({ held, targetTotal, natCeiling: nat?.ceiling ?? null, conntrack, errors, clientLimitIds: reports.map((r) => r.limit?.id ?? null) }),
+      errors,
+      nat,
+      conntrack,
+      clients: outcomes,
+      listen: plan.listen,
+    };
+  } finally {
+    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  }
+}

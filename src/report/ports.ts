@@ -1,0 +1,220 @@
+/** Renders port pressure: the one-shot report, the watch view and the `--json` document. Renderers return strings. */
+import type { PortScan } from '../engine/port-scan.js';
+import { destinationKey, type DestinationPressure, type PortPressureReport } from '../model/port-pressure.js';
+import { KERNEL_BYTES_PER_SOCKET } from '../model/costs.js';
+import { bytes, ms, num, table } from './format.js';
+
+/** Share of a pool past which a destination is "under pressure" when --warn is not given: connect() slows down past half full. */
+export const DEFAULT_PRESSURE_PERCENT = 50;
+
+/** How to render. */
+export interface PortsRenderOptions {
+  /** Rows per table. */
+  readonly top: number;
+  /** --warn percent, or null. */
+  readonly warn: number | null;
+  /** ANSI highlighting of rows past --warn (a terminal); otherwise rows are marked in words. */
+  readonly ansi?: boolean;
+  /** Change of `used` per second since the last scan, by destinationKey (the watch view). */
+  readonly rates?: ReadonlyMap<string, number>;
+}
+
+/** Percent for people, never rounded up (99.96% headroom is not 100%). */
+export function percent(p: number | null): string {
+  if (p === null) return '-';
+  const v = Math.floor(p * 10) / 10;
+  return `${Number.isInteger(v) ? v.toFixed(0) : v.toFixed(1)}%`;
+}
+
+/** `127.0.0.1:7000`, `[::1]:7000`. */
+export function endpoint(address: string, port: number): string {
+  return `${address.includes(':') ? `[${address}]` : address}:${port}`;
+}
+
+/** Seconds in the largest two units: `45 s`, `3 min 20 s`, `2 h 5 min`. */
+export function duration(s: number): string {
+  if (!Number.isFinite(s)) return 'never';
+  const t = Math.max(0, Math.round(s));
+  if (t < 60) return `${t} s`;
+  if (t < 3600) return `${Math.floor(t / 60)} min${t % 60 ? ` ${t % 60} s` : ''}`;
+  if (t < 86_400) return `${Math.floor(t / 3600)} h${Math.floor((t % 3600) / 60) ? ` ${Math.floor((t % 3600) / 60)} min` : ''}`;
+  return `${(t / 86_400).toFixed(1)} days`;
+}
+
+function rate(r: number | undefined): string {
+  if (r === undefined) return '';
+  if (r === 0) return '0/s';
+  const a = Math.abs(r);
+  return `${r > 0 ? '+' : '-'}${a >= 100 ? num(a) : a.toFixed(1)}/s`;
+}
+
+function usedOf(d: DestinationPressure): string {
+  return d.capacity === null ? `${num(d.used)} ports used (capacity unknown: the ephemeral range could not be read)` : `${num(d.used)} of ${num(d.capacity)} ports used (${percent(d.headroom)} headroom)`;
+}
+
+/** Seconds until `d` runs out at `perSecond`; null when it is not growing or its capacity is unknown. */
+export function secondsToExhaustion(d: DestinationPressure, perSecond: number | undefined): number | null {
+  if (d.capacity === null || perSecond === undefined || perSecond <= 0) return null;
+  return Math.max(0, d.capacity - d.used) / perSecond;
+}
+
+/** The first line: which destination is closest to running out, or that none is under pressure. */
+export function portsSentence(report: PortPressureReport, options: Pick<PortsRenderOptions, 'warn' | 'rates'>): string {
+  const top = report.destinations[0];
+  if (!top) return `No destination holds a source port: no client-side TCP socket among the ${num(report.totals.sockets)} counted.`;
+  const threshold = options.warn ?? DEFAULT_PRESSURE_PERCENT;
+  const who = `${endpoint(top.destination, top.port)} from ${top.source}`;
+  let s =
+    top.share === null || top.share >= threshold
+      ? `${who} is the closest to running out: ${usedOf(top)}`
+      : `No destination is under pressure (all use less than ${threshold}% of their ports); the busiest is ${who}: ${usedOf(top)}`;
+  if (options.rates) {
+    const r = options.rates.get(destinationKey(top));
+    const eta = secondsToExhaustion(top, r);
+    s += eta === null ? (r === undefined ? '; trend after the next scan' : '; not growing') : `; at ${rate(r)} it runs out in ${duration(eta)}`;
+    let sooner: { d: DestinationPressure; eta: number } | undefined;
+    for (const d of report.destinations) {
+      const e = secondsToExhaustion(d, options.rates.get(destinationKey(d)));
+      if (e !== null && (eta === null || e < eta) && (!sooner || e < sooner.eta)) sooner = { d, eta: e };
+    }
+    if (sooner && sooner.d !== top) s += `; ${endpoint(sooner.d.destination, sooner.d.port)} from ${sooner.d.source} runs out sooner, in ${duration(sooner.eta)}`;
+  }
+  return `${s}.`;
+}
+
+function otherStates(d: DestinationPressure): string {
+  const parts: string[] = [];
+  for (const [name, n] of Object.entries(d.states)) {
+    if (name !== 'ESTABLISHED' && name !== 'TIME_WAIT' && n) parts.push(`${name} ${num(n)}`);
+  }
+  return parts.join(', ') || '-';
+}
+
+function over(d: DestinationPressure, warn: number | null): boolean {
+  return warn !== null && d.share !== null && d.share >= warn;
+}
+
+function destinationsTable(report: PortPressureReport, o: PortsRenderOptions): string[] {
+  const shown = report.destinations.slice(0, o.top);
+  const withTrend = o.rates !== undefined;
+  const header = ['SOURCE', 'DESTINATION', 'USED', 'CAPACITY', 'HEADROOM', 'ESTAB', 'TIME_WAIT', ...(withTrend ? ['TREND'] : []), 'OTHER'];
+  const rows = shown.map((d) => [
+    d.source,
+    endpoint(d.destination, d.port),
+    num(d.used),
+    d.capacity === null ? '-' : `${num(d.capacity)}${d.pool === 'explicit' ? '*' : ''}`,
+    percent(d.headroom),
+    num(d.states.ESTABLISHED ?? 0),
+    num(d.timeWait),
+    ...(withTrend ? [rate(o.rates?.get(destinationKey(d))) || '-'] : []),
+    otherStates(d),
+  ]);
+  const right = new Set([2, 3, 4, 5, 6, ...(withTrend ? [7] : [])]);
+  const lines = table(header, rows, right).split('\n');
+  const out = [lines[0]];
+  shown.forEach((d, i) => {
+    const line = lines[i + 1];
+    if (!over(d, o.warn)) out.push(line);
+    else out.push(o.ansi ? `\x1b[7;31m${line}\x1b[0m` : `${line}  <- over ${o.warn}%`);
+  });
+  if (report.destinations.length > shown.length) out.push(`... and ${num(report.destinations.length - shown.length)} more destination(s) (--top ${o.top})`);
+  if (shown.some((d) => d.pool === 'explicit')) {
+    out.push(`* source ports outside the ephemeral range: bound explicitly, so the capacity is every unprivileged port not reserved or listened on (${num(report.pools.explicit)})`);
+  }
+  return out;
+}
+
+function listenersTable(report: PortPressureReport, top: number): string[] {
+  const shown = report.listeners.slice(0, top);
+  const rows = shown.map((l) => [endpoint(l.address, l.port), num(l.accepted), num(l.acceptQueue), num(l.other), l.sockets > 1 ? `${l.sockets} sockets (SO_REUSEPORT)` : '']);
+  const out = ['Listeners (the accepting side has no port limit):', ...table(['LISTENER', 'ACCEPTED', 'ACCEPT QUEUE', 'OTHER', ''], rows, new Set([1, 2, 3])).split('\n')];
+  if (report.listeners.length > shown.length) out.push(`... and ${num(report.listeners.length - shown.length)} more listener(s)`);
+  return out;
+}
+
+function sourcesTable(report: PortPressureReport, top: number): string[] {
+  const shown = report.sources.slice(0, top);
+  const rows = shown.map((s) => [s.source, num(s.portsInUse), num(s.capacity), percent(s.headroom)]);
+  return [
+    'Source addresses (bind(address, 0) before connect() draws from one pool per address, shared by all destinations):',
+    ...table(['SOURCE', 'PORTS IN USE', 'CAPACITY', 'HEADROOM'], rows, new Set([1, 2, 3])).split('\n'),
+  ];
+}
+
+function totalsLines(scan: PortScan): string[] {
+  const t = scan.report.totals;
+  const states = Object.entries(t.byState)
+    .sort((a, b) => (b[1] ?? 0) - (a[1] ?? 0))
+    .map(([k, v]) => `${k} ${num(v)}`)
+    .join(', ');
+  const out = [
+    `Sockets: ${num(t.sockets)}${states ? ` (${states})` : ''}; ${num(t.clientSide)} client side toward ${num(t.destinations)} destination(s), ${num(t.serverSide)} accepted, ${num(t.listening)} listening.`,
+  ];
+  if (t.descriptors) {
+    const d = t.descriptors;
+    out.push(`Descriptors: sockets hold at most ${num(d.sockets)} (TIME_WAIT and SYN_RECV hold none); the host has ${num(d.allocated)} of fs.file-max ${num(d.max)} allocated${d.max > 0 ? ` (${percent((100 * d.allocated) / d.max)})` : ''}.`);
+  }
+  if (t.memory) {
+    const m = t.memory;
+    out.push(`Kernel memory: about ${bytes(m.kernelBytes)} for ${num(t.fullSockets)} sockets at ${bytes(KERNEL_BYTES_PER_SOCKET)} each; ${bytes(m.available)} available.`);
+  }
+  const from = scan.source === 'netlink' ? 'netlink sock_diag' : '/proc/net/tcp';
+  out.push(`Scanned ${num(scan.rows)} rows (${from}) in ${ms(scan.scanMs)}.${scan.errors.length ? ` Not read: ${scan.errors.join('; ')}.` : ''}`);
+  return out;
+}
+
+/** The human report: sentence, destinations by pressure, listeners, source pools, totals, scan time. */
+export function renderPorts(scan: PortScan, options: PortsRenderOptions): string {
+  const r = scan.report;
+  const out = [portsSentence(r, options)];
+  if (r.destinations.length) out.push('', ...destinationsTable(r, options));
+  if (r.listeners.length) out.push('', ...listenersTable(r, options.top));
+  if (r.sources.length) out.push('', ...sourcesTable(r, options.top));
+  out.push('', ...totalsLines(scan));
+  return out.join('\n');
+}
+
+/** One refresh of the watch view (the caller clears the screen on a terminal). */
+export function renderWatch(scan: PortScan, options: PortsRenderOptions & { readonly intervalS: number }): string {
+  const when = new Date(scan.at).toISOString().slice(11, 19);
+  return `${renderPorts(scan, options)}\n${when} UTC, every ${options.intervalS} s; Ctrl-C to stop.`;
+}
+
+function round(n: number | null, digits = 2): number | null {
+  return n === null ? null : Math.round(n * 10 ** digits) / 10 ** digits;
+}
+
+/** The `--json` document. `top` null: every destination and listener. */
+export function portsJson(scan: PortScan, options: { top: number | null; warn: number | null; rates?: ReadonlyMap<string, number> }): object {
+  const r = scan.report;
+  const top = options.top ?? Number.MAX_SAFE_INTEGER;
+  const destinations = r.destinations.slice(0, top).map((d) => ({
+    source: d.source,
+    destination: d.destination,
+    port: d.port,
+    family: d.family,
+    used: d.used,
+    capacity: d.capacity,
+    pool: d.pool,
+    timeWait: d.timeWait,
+    headroom: round(d.headroom),
+    share: round(d.share),
+    inRange: d.inRange,
+    outOfRange: d.outOfRange,
+    states: d.states,
+    ...(options.rates ? { trend: round(options.rates.get(destinationKey(d)) ?? null) } : {}),
+  }));
+  return {
+    destinations,
+    omitted: Math.max(0, r.destinations.length - destinations.length),
+    listeners: r.listeners.slice(0, top),
+    sources: r.sources.map((s) => ({ ...s, headroom: round(s.headroom) })),
+    totals: r.totals,
+    pools: r.pools,
+    ...(options.warn !== null ? { warn: { percent: options.warn, over: r.destinations.filter((d) => over(d, options.warn)).length } } : {}),
+    scanMs: round(scan.scanMs, 3),
+    source: scan.source,
+    rows: scan.rows,
+    errors: scan.errors,
+  };
+}

@@ -1,0 +1,133 @@
+/**
+ * `fourtuple lab` against the real kernel (root): NAT pool exhaustion through
+ * a gateway namespace, client port exhaustion without NAT, the model's
+ * prediction for both, and a host left exactly as it was found.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { labUnavailable, nftAvailable } from '../dist/lab/topology.js';
+
+const CLI = fileURLToPath(new URL('../dist/cli/main.js', import.meta.url));
+const skip = labUnavailable() ?? (nftAvailable() ? undefined : 'nft is not installed');
+
+function cli(args: string[], env: Record<string, string> = {}): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 60_000, env: { ...process.env, ...env } });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+function sh(cmd: string): string {
+  return spawnSync('sh', ['-c', cmd], { encoding: 'utf8' }).stdout;
+}
+
+/** Asserts nothing of the lab exists: no ft- namespace, no ft- link, no ft_lab table, no process of ours. */
+function assertClean(): void {
+  assert.equal(sh('ip netns list | grep "^ft-" || true').trim(), '', 'no ft- namespace');
+  assert.equal(sh('ip -o link show | grep -E "^[0-9]+: ft-" || true').trim(), '', 'no ft- link');
+  assert.equal(sh('nft list tables 2>/dev/null | grep ft_lab || true').trim(), '', 'no ft_lab table on the host');
+  assert.equal(sh(`pgrep -f "${CLI} (sink|load)" || true`).trim(), '', 'no sink or load process left');
+}
+
+interface RunJson {
+  held: number;
+  serverPeak: number | null;
+  predicted: number;
+  model: { clients: number | null; natPool: number | null };
+  stoppedBy: { id: string | null; where: string | null };
+  errors: Record<string, number>;
+  conntrack: { peak: number | null };
+}
+
+function up(args: string[]): void {
+  const r = cli(['lab', 'up', '--clients', '2', '--client-addresses', '4', ...args]);
+  assert.equal(r.status, 0, r.stderr);
+}
+
+function run(): RunJson {
+  const r = cli(['lab', 'run', '--json', '--', 'load', '--to', '10.78.0.100:7000', '--connections', '1000', '--duration', '4']);
+  assert.equal(r.status, 0, r.stderr);
+  return JSON.parse(r.stdout) as RunJson;
+}
+
+function down(): void {
+  const r = cli(['lab', 'down']);
+  assert.equal(r.status, 0, r.stderr);
+}
+
+before(() => {
+  if (!skip) down();
+});
+after(() => {
+  if (!skip) down();
+});
+
+test('through a NAT pool of 200 ports, two clients with 4 addresses each hold exactly 200 (nat-pool), as the model says', { skip }, () => {
+  up(['--client-ports', '40000-40199', '--nat', '--gateway-ports', '20000-20199']);
+  const r = run();
+  assert.equal(r.held, 200);
+  assert.equal(r.serverPeak, 200);
+  assert.equal(r.predicted, 200);
+  assert.equal(r.model.natPool, 200);
+  assert.equal(r.stoppedBy.id, 'nat-pool');
+  assert.equal(r.stoppedBy.where, 'gateway');
+  assert.ok((r.errors.ETIMEDOUT ?? 0) > 0, `the dropped SYNs time out at the clients: ${JSON.stringify(r.errors)}`);
+  assert.equal(r.errors.EADDRNOTAVAIL ?? 0, 0);
+  assert.ok((r.conntrack.peak ?? 0) >= 200);
+  const s = JSON.parse(cli(['lab', 'status', '--json']).stdout) as { up: boolean; gateway: { nat: { addresses: string[]; ports: { lo: number; hi: number } } } };
+  assert.equal(s.up, true);
+  assert.deepEqual(s.gateway.nat, { addresses: ['10.78.0.1'], ports: { lo: 20000, hi: 20199 } });
+  down();
+  assertClean();
+});
+
+test('a second gateway address doubles the NAT pool: 400', { skip }, () => {
+  up(['--client-ports', '40000-40199', '--nat', '--gateway-addresses', '2', '--gateway-ports', '20000-20199']);
+  const r = run();
+  assert.equal(r.held, 400);
+  assert.equal(r.predicted, 400);
+  assert.equal(r.stoppedBy.id, 'nat-pool');
+  down();
+  assertClean();
+});
+
+test('without NAT the clients reach 2 × 4 × their own 50-port range: 400 (client ports, EADDRNOTAVAIL)', { skip }, () => {
+  up(['--client-ports', '40000-40049']);
+  const r = run();
+  assert.equal(r.held, 400);
+  assert.equal(r.predicted, 400);
+  assert.equal(r.model.natPool, null);
+  assert.equal(r.stoppedBy.id, 'ephemeral-ports');
+  assert.equal(r.stoppedBy.where, 'clients');
+  assert.ok((r.errors.EADDRNOTAVAIL ?? 0) > 0);
+  assert.equal(r.conntrack.peak ?? 0, 0, 'no tracking without the NAT rule');
+  down();
+  assertClean();
+});
+
+test('bad topology arguments exit 2 and create nothing', { skip }, () => {
+  for (const args of [['--clients', '0'], ['--clients', '51'], ['--gateway-ports', '300-100', '--nat'], ['--gateway-addresses', '2'], ['--client-ports', 'x'], ['--server-addresses', '101'], ['--bogus']]) {
+    const r = cli(['lab', 'up', ...args]);
+    assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
+    assert.match(r.stderr, /^fourtuple: /);
+    assertClean();
+  }
+});
+
+test('a build that fails half way removes everything it built', { skip }, () => {
+  const r = cli(['lab', 'up', '--clients', '2', '--nat'], { FOURTUPLE_LAB_FAIL_STEP: '14' });
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /failed at step 15 .*everything built was removed/);
+  assertClean();
+});
+
+test('down is idempotent and ends the processes of a crashed lab', { skip }, () => {
+  up([]);
+  // A leftover process inside a lab namespace, as a crashed 'lab run' would leave.
+  spawnSync('sh', ['-c', 'ip netns exec ft-srv sleep 300 >/dev/null 2>&1 &']);
+  assert.notEqual(sh('ip netns pids ft-srv').trim(), '');
+  down();
+  down();
+  assertClean();
+  assert.equal(sh('pgrep -x -f "sleep 300" || true').trim(), '');
+});
