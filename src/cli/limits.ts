@@ -92,8 +92,7 @@ export function runLimits(argv: string[], out: (s: string) => void): number {
   if (opts.json) {
     out(JSON.stringify(limitsJson(limits, facts, { sources: opts.input.sources, destinations: opts.input.destinations.map((d) => describeEndpoints([d])) }), null, 2));
   } else {
-    // report/limits.ts has no words for 'nat-pool' yet (its ConstraintId union lacks it).
-    out(renderLimits(limits, target).replaceAll('undefined (nat-pool)', "the NAT gateway's pool (nat-pool)"));
+    out(renderLimits(limits, target));
   }
   return 0;
 }

@@ -20,7 +20,8 @@ export type ConstraintId =
   | 'memory'
   | 'conntrack'
   | 'time-wait'
-  | 'backlog';
+  | 'backlog'
+  | 'nat-pool';
 
 /** One limit on concurrent connections. */
 export interface Constraint {

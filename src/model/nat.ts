@@ -39,8 +39,8 @@ export function isNatPreset(name: string): name is NatPresetName {
   return Object.hasOwn(NAT_PRESETS, name);
 }
 
-/** The constraint id of the NAT pool (not in the model's ConstraintId union yet: see natConstraint). */
-export const NAT_POOL = 'nat-pool';
+/** The constraint id of the NAT pool. */
+export const NAT_POOL = 'nat-pool' as const;
 
 /** Connections the gateway allows in total over `destinations` distinct (address, port) destinations. */
 export function natCeiling(nat: NatGateway, destinations: number): number {
@@ -55,8 +55,7 @@ export function natConstraint(nat: NatGateway, destinations: number): Constraint
   const per = nat.addresses * nat.portsPerAddress;
   const preset = nat.preset ? `${NAT_PRESETS[nat.preset].words} (${NAT_PRESETS[nat.preset].source}); ` : '';
   return {
-    // ConstraintId lives in limits.ts, owned elsewhere; 'nat-pool' is the one id it does not list yet.
-    id: NAT_POOL as ConstraintId,
+    id: NAT_POOL,
     limit: natCeiling(nat, dests),
     scope: 'host',
     detail:

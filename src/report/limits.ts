@@ -14,6 +14,7 @@ export const CONSTRAINT_WORDS: Readonly<Record<ConstraintId, string>> = {
   conntrack: 'the conntrack table',
   'time-wait': 'TIME_WAIT buckets',
   backlog: 'the listen backlog',
+  'nat-pool': "the NAT gateway's pool",
 };
 
 function bound(c: number | null, id: ConstraintId | null, what = ''): string {
