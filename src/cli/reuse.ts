@@ -148,7 +148,7 @@ export function renderReuse(r: ReuseResult): string {
       ? `One source port, ${src}, carries ${k} connection${k === 1 ? '' : 's'} to ${remotes} destination${remotes === 1 ? '' : 's'} at once: TCP needs only the 4-tuple to be unique.`
       : `Only ${est} of ${k} connections from the one source port ${src} were established; the others failed (below).`,
   );
-  const from = r.table === 'sock_diag' ? 'netlink sock_diag, through ss' : `/proc/net/tcp${r.source.address.includes(':') ? '6' : ''}`;
+  const from = r.table === 'sock_diag' ? 'netlink sock_diag, filtered by port in the kernel' : `/proc/net/tcp${r.source.address.includes(':') ? '6' : ''}`;
   lines.push('', `The kernel's socket table (${from}), sockets with local ${src}:`);
   const fmt = (a: string, p: number): string => formatTarget({ address: a, port: p });
   lines.push(table(['local', 'remote', 'state'], r.connections.map((c) => [fmt(c.localAddress, c.localPort), fmt(c.remoteAddress, c.remotePort), c.state])));

@@ -9,7 +9,7 @@ import { availableParallelism } from 'node:os';
 import { readKernelFacts, type KernelFacts } from '../kernel/facts.js';
 import * as ffi from '../kernel/ffi.js';
 import { scanProcNetTcp } from '../kernel/proc-net-tcp.js';
-import { EngineError, FfiUnavailableError, InvalidArgumentError } from '../errors.js';
+import { FfiUnavailableError, InvalidArgumentError } from '../errors.js';
 import { type Endpoints, familyOf, parsePorts } from '../model/address.js';
 import { errnoMeaning } from '../model/errno.js';
 import { computeLimits, explicitPool, ephemeralPool, type ConstraintId, type Limits } from '../model/limits.js';

@@ -5,11 +5,11 @@
  * 4-tuple, and a bind without SO_REUSEADDR) measured, not assumed.
  * Library only: returns data, prints nothing. Blocks the thread in poll(2)
  * for at most `connectTimeoutMs`. The table is read through netlink sock_diag
- * (`ss`, filtered in the kernel by port), /proc/net/tcp as the fallback.
+ * (filtered in the kernel by port), /proc/net/tcp as the fallback.
  */
-import { spawnSync } from 'node:child_process';
 import * as ffi from '../kernel/ffi.js';
-import { scanProcNetTcp, TCP_STATES, type TcpRow } from '../kernel/proc-net-tcp.js';
+import { TCP_STATES, type TcpRow } from '../kernel/proc-net-tcp.js';
+import { scanSockets } from '../kernel/socket-table.js';
 import { readInts, readText } from '../kernel/procfs.js';
 import { familyOf, isLoopback, normalizeAddress, parsePorts } from '../model/address.js';
 import { PortSet } from '../model/port-set.js';
@@ -84,7 +84,7 @@ export interface ReuseResult {
   readonly listenersOpened: number;
   /** Rows of the kernel's table whose local endpoint is the shared source, in destination order. */
   readonly connections: readonly ReuseRow[];
-  /** How the table was read: netlink sock_diag (through ss, filtered in the kernel) or /proc/net/tcp. */
+  /** How the table was read: netlink sock_diag (filtered in the kernel by port) or /proc/net/tcp. */
   readonly table: TableSource;
   readonly failures: readonly ReuseFailure[];
   /** Null when not asked for, or when no connection was established to repeat. */
@@ -143,63 +143,22 @@ function rowOf(r: TcpRow): ReuseRow {
 export type TableSource = 'sock_diag' | 'proc';
 
 /** ss's state names, as the kernel's TCP_STATES spell them. */
-const SS_STATES: Record<string, string> = {
-  'ESTAB': 'ESTABLISHED', 'SYN-SENT': 'SYN_SENT', 'SYN-RECV': 'SYN_RECV', 'FIN-WAIT-1': 'FIN_WAIT1', 'FIN-WAIT-2': 'FIN_WAIT2',
-  'TIME-WAIT': 'TIME_WAIT', 'UNCONN': 'CLOSE', 'CLOSE-WAIT': 'CLOSE_WAIT', 'LAST-ACK': 'LAST_ACK', 'LISTEN': 'LISTEN', 'CLOSING': 'CLOSING',
-};
-
-function splitEndpoint(text: string): { address: string; port: number } | undefined {
-  const colon = text.lastIndexOf(':');
-  if (colon < 0) return undefined;
-  let address = text.slice(0, colon).replace(/^\[|\]$/g, '');
-  const pct = address.indexOf('%');
-  if (pct >= 0) address = address.slice(0, pct);
-  const port = Number(text.slice(colon + 1));
-  try {
-    return { address: normalizeAddress(address), port };
-  } catch {
-    return undefined;
-  }
-}
-
-/**
- * Sockets with `source.port` at either end through `ss` (netlink sock_diag),
- * filtered in the kernel: on a host holding a million sockets this takes
- * about a second where reading /proc/net/tcp whole takes about a minute.
- * Undefined when ss cannot be run.
- */
-function viaSs(source: Target): ReuseRow[] | undefined {
-  const r = spawnSync('ss', ['-Htan', `( sport = :${source.port} or dport = :${source.port} )`], { encoding: 'utf8', timeout: 30_000, maxBuffer: 64 << 20 });
-  if (r.error || r.status !== 0) return undefined;
-  const rows: ReuseRow[] = [];
-  for (const line of r.stdout.split('\n')) {
-    const f = line.trim().split(/\s+/);
-    if (f.length < 5) continue;
-    const local = splitEndpoint(f[3]);
-    const remote = splitEndpoint(f[4]);
-    if (!local || !remote) continue;
-    rows.push({ localAddress: local.address, localPort: local.port, remoteAddress: remote.address, remotePort: remote.port, state: SS_STATES[f[0]] ?? f[0] });
-  }
-  return rows;
-}
-
 /** Every socket of the table with `source` at either end (`local`: as the local end). */
 function tableAt(procRoot: string, source: Target): { local: ReuseRow[]; any: ReuseRow[]; via: TableSource } {
   const isSource = (a: string, p: number): boolean => a === source.address && p === source.port;
-  const fromSs = procRoot === '/' && process.env.FOURTUPLE_NO_SOCK_DIAG !== '1' ? viaSs(source) : undefined;
-  if (fromSs) {
-    const any = fromSs.filter((r) => isSource(r.localAddress, r.localPort) || isSource(r.remoteAddress, r.remotePort));
-    return { local: any.filter((r) => isSource(r.localAddress, r.localPort)), any, via: 'sock_diag' };
-  }
   const local: ReuseRow[] = [];
   const any: ReuseRow[] = [];
-  const { errors } = scanProcNetTcp(procRoot, (r) => {
-    const isLocal = isSource(r.localAddress, r.localPort);
-    if (isLocal) local.push(rowOf(r));
-    if (isLocal || isSource(r.remoteAddress, r.remotePort)) any.push(rowOf(r));
-  });
-  if (errors.length === 2) throw new EngineError(`cannot read the socket table: ${errors.join(', ')}`);
-  return { local, any, via: 'proc' };
+  // Filtered by port in the kernel (sock_diag): a host holding a million sockets answers in a second.
+  const { errors, source: via } = scanSockets(
+    (r) => {
+      const isLocal = isSource(r.localAddress, r.localPort);
+      if (isLocal) local.push(rowOf(r));
+      if (isLocal || isSource(r.remoteAddress, r.remotePort)) any.push(rowOf(r));
+    },
+    { root: procRoot, filter: { port: source.port } },
+  );
+  if (errors.length === 2 && local.length === 0 && any.length === 0) throw new EngineError(`cannot read the socket table: ${errors.join(', ')}`);
+  return { local, any, via: via === 'netlink' ? 'sock_diag' : 'proc' };
 }
 
 function sleep(msec: number): void {

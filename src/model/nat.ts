@@ -4,7 +4,7 @@
  * Pure: no I/O.
  */
 import { InvalidArgumentError } from '../errors.js';
-import type { Constraint, ConstraintId, Limits } from './limits.js';
+import type { Constraint, Limits } from './limits.js';
 
 /** A source-NAT gateway: how many public addresses, and the ports it maps to on each. */
 export interface NatGateway {
