@@ -160,8 +160,14 @@ const PROGRESS_MS = 250;
 const MAX_SINK_LISTENERS = 2048;
 /** Destinations a load run round-robins over at most. */
 const MAX_TARGETS = 65_536;
-/** How often user-space memory (PSS of every process) is sampled during a run. */
+/** How often user-space memory (PSS of every process) is sampled during a run, at the most. */
 const USER_SAMPLE_MS = 2000;
+/**
+ * Reading smaps_rollup walks a process's page tables: with a hundred workers
+ * one round costs tens of milliseconds, so rounds are spaced to keep them
+ * under 2% of the coordinator's time.
+ */
+const USER_SAMPLE_COST_SHARE = 0.02;
 /** Largest share of a port pool the default destinations are planned to fill. */
 const FILL_TARGET = 0.45;
 const STALL_MS = 5000;
@@ -197,6 +203,7 @@ export class Probe extends EventEmitter {
   readonly #rates: number[] = [];
   readonly #timeline: Sample[] = [];
   #lastUserSample = 0;
+  #userSampleEvery = USER_SAMPLE_MS;
   #rampEnded!: () => void;
   #ticker: NodeJS.Timeout | undefined;
   #memory = { userBytes: 0, kernelBytes: 0 };
@@ -477,9 +484,11 @@ export class Probe extends EventEmitter {
     if (this.#phase === 'ramping' && t.held > this.#lastHeld) this.#rates.push(rate);
     const errors = Object.values(t.errors).reduce((a, b) => a + b, 0);
     let userBytes: number | null = null;
-    if (now - this.#lastUserSample >= USER_SAMPLE_MS) {
+    if (now - this.#lastUserSample >= this.#userSampleEvery) {
       this.#lastUserSample = now;
       userBytes = this.#userBytes();
+      const cost = performance.now() - now;
+      this.#userSampleEvery = Math.max(USER_SAMPLE_MS, cost / USER_SAMPLE_COST_SHARE);
     }
     const kernelBytes = Math.max(0, kernelSocketBytes() - this.#kernelBefore);
     this.#timeline.push({ t: Math.round(now - this.#rampStart), held: t.held, rate: Math.round(rate), errors, errorsBy: t.errors, kernelBytes, userBytes });
