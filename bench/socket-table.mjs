@@ -1,6 +1,9 @@
 #!/usr/bin/env node
-// Reading the socket table: netlink sock_diag (FFI) vs /proc/net/tcp vs `ss -tan > /dev/null`,
-// each one full scan + a trivial aggregation (sockets per remote address and port), side by side.
+// Reading the socket table, side by side in one run:
+//   - `scanPorts`: what `fourtuple ports` does per scan (facts, LISTEN pass, the rest, PortPressure);
+//   - netlink sock_diag with a trivial aggregation (sockets per remote address and port);
+//   - the kernel's own share: the same dump with a row callback that does nothing;
+//   - /proc/net/tcp with the trivial aggregation, and `ss -tan > /dev/null`.
 // Run it inside a namespace that holds a big table, e.g. (build first: npm run build):
 //
 //   unshare -n sh -c 'ip link set lo up
@@ -18,6 +21,7 @@ import { spawnSync } from 'node:child_process';
 import { parseArgs } from 'node:util';
 import { scanSockDiag } from '../dist/kernel/sock-diag.js';
 import { scanProcNetTcp } from '../dist/kernel/proc-net-tcp.js';
+import { scanPorts } from '../dist/engine/port-scan.js';
 
 const { values } = parseArgs({ options: { 'wait-for': { type: 'string' }, runs: { type: 'string' }, 'proc-runs': { type: 'string' } } });
 const runs = Number(values.runs ?? 3);
@@ -69,14 +73,50 @@ function ss() {
   return { name: 'ss -tan > /dev/null', ms: Number(process.hrtime.bigint() - t0) / 1e6 };
 }
 
+function ports() {
+  const rssBefore = process.memoryUsage.rss();
+  const c0 = process.cpuUsage();
+  const t0 = process.hrtime.bigint();
+  const scan = scanPorts();
+  const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+  const cpu = process.cpuUsage(c0);
+  return {
+    name: 'scanPorts',
+    ms,
+    rows: scan.rows,
+    groups: scan.report.destinations.length,
+    errors: [...scan.errors],
+    rssBeforeMiB: mib(rssBefore),
+    rssAfterMiB: mib(process.memoryUsage.rss()),
+    userMs: cpu.user / 1000,
+    systemMs: cpu.system / 1000,
+  };
+}
+
+function kernelOnly() {
+  const c0 = process.cpuUsage();
+  const t0 = process.hrtime.bigint();
+  const r = scanSockDiag(() => {});
+  const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+  const cpu = process.cpuUsage(c0);
+  return { name: 'dump, no-op rows', ms, rows: r.rows, groups: 0, errors: r.errors, rssBeforeMiB: 0, rssAfterMiB: mib(process.memoryUsage.rss()), userMs: cpu.user / 1000, systemMs: cpu.system / 1000 };
+}
+
 const rssStart = process.memoryUsage.rss();
-const results = { netlink: [], proc: [], ss: [] };
+const results = { ports: [], netlink: [], kernel: [], proc: [], ss: [] };
 const show = (x) => {
-  const extra = x.rows === undefined ? '' : `  ${x.rows} rows, ${x.groups} groups, RSS ${x.rssBeforeMiB} -> ${x.rssAfterMiB} MiB${x.errors.length ? `, errors: ${x.errors.join('; ')}` : ''}`;
+  const cpu = x.userMs === undefined ? '' : `, CPU user ${x.userMs.toFixed(0)} ms system ${x.systemMs.toFixed(0)} ms`;
+  const extra = x.rows === undefined ? '' : `  ${x.rows} rows, ${x.groups} groups, RSS ${x.rssBeforeMiB} -> ${x.rssAfterMiB} MiB${cpu}${x.errors.length ? `, errors: ${x.errors.join('; ')}` : ''}`;
   console.log(`${x.name.padEnd(20)} ${x.ms.toFixed(1).padStart(9)} ms${extra}`);
 };
 for (let i = 0; i < runs; i++) {
-  let x = aggregate('netlink sock_diag', (onRow) => scanSockDiag(onRow));
+  let x = ports();
+  results.ports.push(x);
+  show(x);
+  x = kernelOnly();
+  results.kernel.push(x);
+  show(x);
+  x = aggregate('netlink sock_diag', (onRow) => scanSockDiag(onRow));
   results.netlink.push(x);
   show(x);
   if (i < procRuns) {
@@ -98,7 +138,7 @@ const heapBefore = process.memoryUsage().heapUsed;
 const rssBefore = process.memoryUsage.rss();
 const rssEach = [];
 for (let i = 0; i < 5; i++) {
-  aggregate('netlink sock_diag', (onRow) => scanSockDiag(onRow));
+  scanPorts();
   rssEach.push(mib(process.memoryUsage.rss()));
 }
 gc();
@@ -109,7 +149,7 @@ const memory = {
   heapAfterMiB: mib(process.memoryUsage().heapUsed),
   rssEachMiB: rssEach,
 };
-console.log(`5 more sock_diag scans: RSS ${memory.rssBeforeMiB} -> ${rssEach.join(' -> ')} MiB, heap after GC ${memory.heapBeforeMiB} -> ${memory.heapAfterMiB} MiB`);
+console.log(`5 more scanPorts: RSS ${memory.rssBeforeMiB} -> ${rssEach.join(' -> ')} MiB, heap after GC ${memory.heapBeforeMiB} -> ${memory.heapAfterMiB} MiB`);
 
 const best = (a) => (a.length ? Math.min(...a.map((x) => x.ms)) : null);
 const median = (a) => {
@@ -120,6 +160,10 @@ const median = (a) => {
 const summary = {
   sockets: results.netlink[0]?.rows,
   firstCallMs: +coldMs.toFixed(1),
+  portsMs: results.ports.map((x) => +x.ms.toFixed(1)),
+  kernelOnlyMs: results.kernel.map((x) => +x.ms.toFixed(1)),
+  kernelOnlySystemMs: results.kernel.map((x) => +x.systemMs.toFixed(0)),
+  ssOverPorts: +(median(results.ss) / median(results.ports)).toFixed(2),
   netlinkMs: results.netlink.map((x) => +x.ms.toFixed(1)),
   procMs: results.proc.map((x) => +x.ms.toFixed(1)),
   ssMs: results.ss.map((x) => +x.ms.toFixed(1)),

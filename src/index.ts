@@ -1,11 +1,32 @@
 /**
- * fourtuple as a library: the kernel facts, the ceiling model, the probe
- * engine and the errors, each usable without the CLI.
+ * fourtuple as a library: the kernel facts, the ceiling model, the socket
+ * table and its port pressure, the probe engine and the errors, each usable
+ * without the CLI.
  */
 export * from './errors.js';
 export { type Fact } from './kernel/fact.js';
 export { readKernelFacts, featuresOf, type KernelFacts, type KernelFeatures, type InterfaceAddress, type Listener, type ReadFactsOptions } from './kernel/facts.js';
 export { scanProcNetTcp, TCP_STATES, type TcpRow } from './kernel/proc-net-tcp.js';
+/** The socket table: netlink sock_diag through the FFI, /proc/net/tcp when netlink is unavailable. */
+export { scanSockets, type ScanSocketsOptions, type ScanSocketsResult, type SocketTableSource } from './kernel/socket-table.js';
+export { type SockDiagFilter } from './kernel/sock-diag.js';
+/** Port pressure per destination: the streaming aggregator, and one whole scan of the table into it. */
+export {
+  PortPressure,
+  STATE,
+  byPressure,
+  overThreshold,
+  destinationKey,
+  type PortPressureOptions,
+  type PortPressureReport,
+  type DestinationPressure,
+  type ListenerLoad,
+  type SourcePool as SourcePortPool,
+  type PressureTotals,
+  type PressureFacts,
+  type StateName,
+} from './model/port-pressure.js';
+export { scanPorts, readPressureFacts, type PortScan, type PortScanOptions } from './engine/port-scan.js';
 export { parseAddresses, parseEndpoints, parsePorts, parseIp, formatIp, isLoopback, type Endpoints, type Ip } from './model/address.js';
 export { PortSet, type PortRange } from './model/port-set.js';
 export { computeLimits, ephemeralPool, explicitPool, type Answer, type Constraint, type ConstraintId, type Limits, type LimitsInput } from './model/limits.js';

@@ -170,9 +170,17 @@ export class PortPressure {
   readonly #range: { lo: number; hi: number } | null;
   readonly #states: ReadonlySet<number> | undefined;
   readonly #match: ((address: string, port: number) => boolean) | undefined;
-  readonly #dests = new Map<string, DestCounter>();
+  // Per-row lookups go through nested maps keyed by the reader's (cached) address
+  // strings and numeric ports, so a row builds no key string.
+  readonly #dests: DestCounter[] = [];
+  readonly #destIndex = new Map<string, Map<string, Map<number, DestCounter>>>();
   readonly #listeners = new Map<string, ListenerCounter>();
+  readonly #listenersByPort = new Map<number, Map<string, ListenerCounter>>();
+  /** Ports with a listener on any address: most client sockets skip the listener lookup on this alone. */
+  readonly #listenedPorts = new Uint8Array(65536);
   readonly #sourcePorts = new Map<string, Uint8Array>();
+  #lastSource: string | undefined;
+  #lastSourceBits: Uint8Array | undefined;
   readonly #byState = new Float64Array(TCP_STATES.length);
   #clientSide = 0;
   #serverSide = 0;
@@ -192,6 +200,10 @@ export class PortPressure {
       if (!l) {
         l = { address: row.localAddress, port: row.localPort, family: row.family, sockets: 0, acceptQueue: 0, accepted: 0, other: 0 };
         this.#listeners.set(key, l);
+        let byAddress = this.#listenersByPort.get(row.localPort);
+        if (!byAddress) this.#listenersByPort.set(row.localPort, (byAddress = new Map()));
+        byAddress.set(row.localAddress, l);
+        this.#listenedPorts[row.localPort] = 1;
       }
       l.sockets++;
       l.acceptQueue += row.rxQueue;
@@ -208,18 +220,22 @@ export class PortPressure {
       return;
     }
     this.#clientSide++;
-    const source = unmap(row.localAddress);
-    const destination = unmap(row.remoteAddress);
+    const source = row.family === 6 ? unmap(row.localAddress) : row.localAddress;
+    const destination = row.family === 6 ? unmap(row.remoteAddress) : row.remoteAddress;
     const r = this.#range;
     const inRange = !r || (row.localPort >= r.lo && row.localPort <= r.hi);
     // The shared bind() pool of a source address counts every destination, filtered or not.
     if (r && inRange) this.#markSourcePort(source, row.localPort);
     if (this.#match && !this.#match(destination, row.remotePort)) return;
-    const key = `${source}|${destination}|${row.remotePort}`;
-    let d = this.#dests.get(key);
+    let bySource = this.#destIndex.get(source);
+    if (!bySource) this.#destIndex.set(source, (bySource = new Map()));
+    let byPort = bySource.get(destination);
+    if (!byPort) bySource.set(destination, (byPort = new Map()));
+    let d = byPort.get(row.remotePort);
     if (!d) {
       d = { source, destination, port: row.remotePort, family: familyOfAddress(destination), states: new Uint32Array(TCP_STATES.length), inRange: 0, outOfRange: 0 };
-      this.#dests.set(key, d);
+      byPort.set(row.remotePort, d);
+      this.#dests.push(d);
     }
     d.states[row.state < TCP_STATES.length ? row.state : 0]++;
     if (inRange) d.inRange++;
@@ -227,19 +243,19 @@ export class PortPressure {
   }
 
   #listenerOf(row: TcpRow): ListenerCounter | undefined {
-    if (this.#listeners.size === 0) return undefined;
-    return (
-      this.#listeners.get(`${row.localAddress}|${row.localPort}`) ??
-      this.#listeners.get(`${row.family === 4 ? '0.0.0.0' : '::'}|${row.localPort}`)
-    );
+    if (this.#listenedPorts[row.localPort] === 0) return undefined;
+    const byAddress = this.#listenersByPort.get(row.localPort);
+    return byAddress?.get(row.localAddress) ?? byAddress?.get(row.family === 4 ? '0.0.0.0' : '::');
   }
 
   #markSourcePort(source: string, port: number): void {
-    let bits = this.#sourcePorts.get(source);
+    let bits = source === this.#lastSource ? this.#lastSourceBits : this.#sourcePorts.get(source);
     if (!bits) {
       bits = new Uint8Array(8192);
       this.#sourcePorts.set(source, bits);
     }
+    this.#lastSource = source;
+    this.#lastSourceBits = bits;
     bits[port >> 3] |= 1 << (port & 7);
   }
 
@@ -255,7 +271,7 @@ export class PortPressure {
     const eph = facts.portRange.known ? (ephemeralPool(poolFacts as KernelFacts)?.size ?? null) : null;
     const expl = explicitPool(poolFacts as KernelFacts).size;
     const destinations: DestinationPressure[] = [];
-    for (const d of this.#dests.values()) destinations.push(this.#destination(d, eph, expl));
+    for (const d of this.#dests) destinations.push(this.#destination(d, eph, expl));
     destinations.sort(byPressure);
     const listeners: ListenerLoad[] = [...this.#listeners.values()].map((l) => ({ ...l }));
     listeners.sort((a, b) => b.accepted - a.accepted || b.acceptQueue - a.acceptQueue || a.port - b.port || a.address.localeCompare(b.address));
@@ -318,7 +334,7 @@ export class PortPressure {
       clientSide: this.#clientSide,
       serverSide: this.#serverSide,
       listening: this.#byState[STATE.LISTEN],
-      destinations: this.#dests.size,
+      destinations: this.#dests.length,
       fullSockets,
       descriptors,
       memory,

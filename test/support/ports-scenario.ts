@@ -10,8 +10,8 @@ import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
-import { scanProcNetTcp, TCP_STATES } from '../../dist/kernel/proc-net-tcp.js';
-import { scanPorts, type PortScan } from '../../dist/engine/port-scan.js';
+import { scanProcNetTcp, TCP_STATES } from '../../dist/index.js';
+import { scanPorts, type PortScan } from '../../dist/index.js';
 
 const CLI = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
 

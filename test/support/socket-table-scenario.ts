@@ -116,6 +116,11 @@ export function openPopulation(options: { bulk: number; timeWait: boolean }): Po
     pair(4, '127.0.0.1');
     pair(6, '::1');
 
+    // Bound but neither listening nor connecting: not in the table of any reader
+    // (sock_diag lists such sockets only when asked for state 13, BOUND_INACTIVE).
+    const bound = own(ffi.socket(4, true));
+    check('bind 127.0.0.1:0', ffi.bind(bound, ffi.sockaddr('127.0.0.1', 0)));
+
     // Dual-stack listener: the accepted end of an IPv4 client is AF_INET6, ::ffff:127.0.0.1.
     const dual = listener(6, '::', 64, true, false);
     const dualFd = listenerFd();
