@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { CONSTRAINT_WORDS } from './limits.js';
-import type { ProbeJson } from './probe.js';
+import { mergeEndpoints, rampPace, type ProbeJson } from './probe.js';
 import { num } from './format.js';
 import type { ConstraintId } from '../model/limits.js';
 
@@ -34,6 +34,10 @@ export function renderHtml(r: ProbeJson): string {
   const rows = r.constraints
     .map((c) => `<tr${c.id === r.ceiling.binding ? ' class="binding"' : ''}><td>${esc(c.id)}</td><td class="n">${esc(num(c.limit))}</td><td>${esc(c.scope)}</td><td>${esc(c.detail)}</td><td>${esc(c.remedy)}</td></tr>`)
     .join('\n');
+  const tenths = rampPace(r);
+  const pace = tenths
+    ? `<p>Pace: the first tenth of the peak came at ${esc(num(Math.round(tenths[0].rate)))}/s, the last at ${esc(num(Math.round(tenths[tenths.length - 1].rate)))}/s; by tenths: ${esc(tenths.map((t) => num(Math.round(t.rate))).join(', '))} per second.${slowest(tenths)}</p>`
+    : '';
   const m = r.machine;
   const facts = [
     ['kernel', m.kernel ?? '-'],
@@ -43,8 +47,8 @@ export function renderHtml(r: ProbeJson): string {
     ['open files (soft/hard)', m.nofile ? `${m.nofile.soft}/${m.nofile.hard}` : '-'],
     ['node', m.node],
     ['strategy', r.strategy],
-    ['destinations', r.destinations.join(', ')],
-    ['sources', r.sources.length ? r.sources.join(', ') : 'chosen by the kernel'],
+    ['destinations', `${mergeEndpoints(r.destinations).join(', ')} (${num(r.destinations.length)})`],
+    ['sources', r.sources.length ? mergeEndpoints(r.sources).join(', ') : 'chosen by the kernel'],
   ]
     .map(([k, v]) => `<tr><th>${esc(k)}</th><td>${esc(v)}</td></tr>`)
     .join('\n');
@@ -70,6 +74,7 @@ td.n { text-align: right; white-space: nowrap; } tr.binding { background: #fff4d
 <p>Limit hit: ${esc(limit)}.${r.ceiling.remedy ? ` To lift the ceiling: ${esc(r.ceiling.remedy)}.` : ''}</p>
 <p class="muted">Ramp ${esc((r.rampMs / 1000).toFixed(1))} s; connect rate median ${esc(num(r.rate.median))}/s, peak ${esc(num(r.rate.peak))}/s; latency p50 ${esc(r.latency.p50?.toFixed(2) ?? '-')} ms, p99 ${esc(r.latency.p99?.toFixed(2) ?? '-')} ms; user space ${esc(num(r.memory.userBytesPerConnection))} B and kernel ${esc(num(r.memory.kernelBytesPerConnection))} B per connection; cleanup: ${esc(r.cleanup.left)} sockets left, ${esc(r.cleanup.timeWait)} TIME_WAIT added.</p>
 
+${pace}
 <h2>Held connections and connect rate over time</h2><div class="chart" id="held"></div>
 <h2>Failed attempts over time, by errno</h2><div class="chart" id="errors"></div>
 <h2>Connect latency against port-pool occupancy</h2><div class="chart" id="latency"></div>
@@ -93,6 +98,15 @@ ${rows}
 `;
 }
 
+/** Where the ramp was slowest, when it slowed to under half its first pace. */
+function slowest(tenths: readonly { from: number; to: number; rate: number }[]): string {
+  let worst = 0;
+  for (let i = 1; i < tenths.length; i++) if (tenths[i].rate < tenths[worst].rate) worst = i;
+  const w = tenths[worst];
+  if (worst === 0 || w.rate * 2 > tenths[0].rate) return '';
+  return ` Slowest from ${num(w.from)} to ${num(w.to)} held, at ${num(Math.round(w.rate))}/s: ${(tenths[0].rate / w.rate).toFixed(1)}× slower than the start.`;
+}
+
 /** Builds the charts from the embedded run; exposes them as window.fourtupleCharts for tests. */
 const CHARTS = String.raw`
 (function () {
@@ -102,15 +116,26 @@ const CHARTS = String.raw`
   var colors = ['#1f77b4', '#d62728', '#2ca02c', '#ff7f0e', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f'];
   function make(id, opts, data) {
     opts.width = W; opts.height = opts.height || 260;
+    // Room for the widest tick label (1,000,000) beside the axis title, and for the last x label.
+    opts.padding = [12, 36, 0, 0];
+    opts.axes.forEach(function (a, i) { if (i > 0) a.size = a.size || 84; });
     charts[id] = new uPlot(opts, data, document.getElementById(id));
   }
   var tl = run.timeline;
   var secs = tl.map(function (p) { return p.t / 1000; });
+  // The rate's samples are a quarter of a second apart and jumpy; the 1 s average shows the trend.
+  var smooth = tl.map(function (p, i) {
+    var sum = 0, n = 0;
+    for (var j = Math.max(0, i - 2); j <= Math.min(tl.length - 1, i + 2); j++) { sum += tl[j].rate; n++; }
+    return Math.round(sum / n);
+  });
   make('held', {
-    scales: { x: { time: false } },
+    scales: { x: { time: false }, held: { range: function (u, min, max) { return [0, max * 1.05 || 1]; } }, rate: { range: function (u, min, max) { return [0, max * 1.05 || 1]; } } },
     axes: [{ label: 'seconds' }, { label: 'held', scale: 'held' }, { label: 'per second', scale: 'rate', side: 1, grid: { show: false } }],
-    series: [{ label: 's' }, { label: 'held', scale: 'held', stroke: colors[0], width: 2 }, { label: 'connects/s', scale: 'rate', stroke: colors[1] }],
-  }, [secs, tl.map(function (p) { return p.held; }), tl.map(function (p) { return p.rate; })]);
+    series: [{ label: 's' }, { label: 'held', scale: 'held', stroke: colors[0], width: 2 },
+      { label: 'connects/s (1 s average)', scale: 'rate', stroke: colors[1], width: 2 },
+      { label: 'connects/s (each sample)', scale: 'rate', stroke: colors[1] + '44', width: 1 }],
+  }, [secs, tl.map(function (p) { return p.held; }), smooth, tl.map(function (p) { return p.rate; })]);
 
   var errnos = {};
   tl.forEach(function (p) { Object.keys(p.errorsBy || {}).forEach(function (k) { errnos[k] = true; }); });
@@ -133,7 +158,7 @@ const CHARTS = String.raw`
 
   var spread = run.heldPerWorker;
   make('workers', {
-    scales: { x: { time: false } },
+    scales: { x: { time: false, range: function () { return [0.5, spread.length + 0.5]; } }, y: { range: function (u, min, max) { return [0, max * 1.05 || 1]; } } },
     axes: [{ label: 'client process (start order)' }, { label: 'held' }],
     series: [{ label: 'process' }, { label: 'held', stroke: colors[0], fill: colors[0] + '88', paths: uPlot.paths.bars({ size: [0.8, 60] }), points: { show: false } }],
   }, [spread.map(function (_, i) { return i + 1; }), spread]);
@@ -145,7 +170,7 @@ const CHARTS = String.raw`
   make('memory', {
     scales: { x: { time: false } },
     axes: [{ label: 'held connections' }, { label: 'MiB' }],
-    series: [{ label: 'held' }, { label: 'kernel MiB', stroke: colors[1], width: 2 }, { label: 'user space MiB (PSS, every 2 s)', stroke: colors[0], width: 2, spanGaps: true, points: { show: true } }],
+    series: [{ label: 'held' }, { label: 'kernel MiB', stroke: colors[1], width: 2 }, { label: 'user space MiB (PSS, sampled)', stroke: colors[0], width: 2, spanGaps: true, points: { show: true } }],
   }, [mem.map(function (p) { return p.held; }), mem.map(function (p) { return p.kernelBytes / 1048576; }), user]);
   window.fourtupleCharts = charts;
 })();

@@ -2,6 +2,7 @@
 import type { ProbeProgress, ProbeResult } from '../engine/probe.js';
 import { bytes, ms, num } from './format.js';
 import { CONSTRAINT_WORDS } from './limits.js';
+import { PortSet } from '../model/port-set.js';
 
 const STOP_WORDS: Record<ProbeResult['stoppedBy'], string> = {
   target: 'reached the target',
@@ -33,6 +34,8 @@ export function renderProbe(r: ProbeResult): string {
   out.push(`  destinations    ${summarize(r.destinations)}`);
   out.push(`  sources         ${r.sources.length ? summarize(r.sources) : 'chosen by the kernel'}; strategy ${r.strategy}`);
   out.push(`  ramp            ${(r.rampMs / 1000).toFixed(1)} s to the peak; connect rate median ${num(r.rate.median)}/s, peak ${num(r.rate.peak)}/s`);
+  const tenths = rampPace(r);
+  if (tenths) out.push(`  pace by tenths  ${tenths.map((t) => compact(t.rate)).join(' ')} /s (each tenth of the peak, first to last)`);
   const ramp = r.timeline.filter((p) => p.t <= r.rampMs + 250);
   if (ramp.length > 2) {
     out.push(`  held over time  ${sparkline(ramp.map((p) => p.held))}`);
@@ -57,8 +60,77 @@ export function renderProbe(r: ProbeResult): string {
 }
 
 function summarize(list: readonly string[]): string {
-  if (list.length <= 4) return list.join(', ');
-  return `${list.slice(0, 2).join(', ')}, ... ${list[list.length - 1]} (${num(list.length)})`;
+  const merged = mergeEndpoints(list);
+  const count = list.length > merged.length ? ` (${num(list.length)})` : '';
+  if (merged.length <= 4) return merged.join(', ') + count;
+  return `${merged.slice(0, 2).join(', ')}, ... ${merged[merged.length - 1]} (${num(list.length)})`;
+}
+
+/**
+ * `127.0.0.1:7000`, `127.0.0.1:7001`, ... → `127.0.0.1:7000-7078`: endpoints
+ * grouped by address, their ports as ranges; entries that are not
+ * ADDRESS:PORT (or [V6]:PORT) are kept as they are. Order of first appearance.
+ */
+export function mergeEndpoints(list: readonly string[]): string[] {
+  const byAddress = new Map<string, number[]>();
+  const out: (string | { address: string })[] = [];
+  for (const e of list) {
+    const m = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(e);
+    if (!m) {
+      out.push(e);
+      continue;
+    }
+    let ports = byAddress.get(m[1]);
+    if (!ports) {
+      byAddress.set(m[1], (ports = []));
+      out.push({ address: m[1] });
+    }
+    ports.push(Number(m[2]));
+  }
+  return out.map((x) => (typeof x === 'string' ? x : `${x.address}:${PortSet.of(...(byAddress.get(x.address) ?? [])).toString()}`));
+}
+
+/** One tenth of the ramp: held went from `from` to `to` in `ms`. */
+export interface PaceStep {
+  readonly from: number;
+  readonly to: number;
+  readonly ms: number;
+  /** Connections per second over this tenth. */
+  readonly rate: number;
+}
+
+/**
+ * How fast each tenth of the peak was reached, from the timeline (times
+ * interpolated between samples): where the ramp slowed, at a glance. Null for
+ * a ramp too short or too small to split.
+ */
+export function rampPace(r: Pick<ProbeResult, 'timeline' | 'held' | 'rampMs'>): PaceStep[] | null {
+  const tl = r.timeline.filter((p) => p.t <= r.rampMs + 250);
+  if (r.held < 1000 || tl.length < 10) return null;
+  const steps: PaceStep[] = [];
+  let prevT = 0;
+  let prevHeld = 0;
+  let i = 0;
+  for (let k = 1; k <= 10; k++) {
+    const goal = (r.held * k) / 10;
+    while (i < tl.length && tl[i].held < goal) i++;
+    if (i >= tl.length) return steps.length >= 2 ? steps : null;
+    const a = i > 0 ? tl[i - 1] : { t: 0, held: 0 };
+    const b = tl[i];
+    const t = b.held === a.held ? b.t : a.t + ((goal - a.held) / (b.held - a.held)) * (b.t - a.t);
+    const ms = Math.max(1, t - prevT);
+    steps.push({ from: Math.round(prevHeld), to: Math.round(goal), ms, rate: ((goal - prevHeld) * 1000) / ms });
+    prevT = t;
+    prevHeld = goal;
+  }
+  return steps;
+}
+
+/** 33,412 → `33k`, 950 → `950`. */
+function compact(n: number): string {
+  if (n >= 10_000) return `${Math.round(n / 1000)}k`;
+  if (n >= 1000) return `${(n / 1000).toFixed(1)}k`;
+  return String(Math.round(n));
 }
 
 /** The `--json` document; also the input of the HTML report (`fourtuple report RUN.json`). */
