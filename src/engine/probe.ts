@@ -334,6 +334,7 @@ export class Probe extends EventEmitter {
     const done = new Promise<void>((resolve) => (this.#rampEnded = resolve));
     if (this.#stopReason) this.#rampEnded();
     const deadline = this.#rampStart + this.#o.durationS * 1000;
+    this.#timeline.push({ t: 0, held: 0, rate: 0, errors: 0, errorsBy: {}, kernelBytes: 0, userBytes: null });
     this.#ticker = setInterval(() => {
       const now = performance.now();
       this.#sample(now);
@@ -515,6 +516,25 @@ export class Probe extends EventEmitter {
       this.#peakAt = performance.now();
     }
     this.#memory = { userBytes: this.#userBytes(), kernelBytes: Math.max(0, kernelSocketBytes() - this.#kernelBefore) };
+    this.#closeTimeline(performance.now(), t);
+  }
+
+  /**
+   * The timeline's last ramp sample, at the peak: a ramp shorter than one
+   * sampling period (or ending between two) still shows where it ended and
+   * the errors that ended it. Not counted in the rate's median.
+   */
+  #closeTimeline(now: number, t: { held: number; errors: Readonly<Record<string, number>> }): void {
+    const last = this.#timeline[this.#timeline.length - 1];
+    // At the peak's time (never before the last sample): the point is the peak.
+    const at = Math.max(last?.t ?? 0, Math.round((this.#peakAt || now) - this.#rampStart));
+    if (last && last.held === t.held && at - last.t < PROGRESS_MS) return;
+    const dt = (now - this.#lastProgressAt) / 1000;
+    const rate = dt > 0 ? Math.max(0, (t.held - this.#lastHeld) / dt) : 0;
+    const errors = Object.values(t.errors).reduce((a, b) => a + b, 0);
+    this.#timeline.push({ t: at, held: t.held, rate: Math.round(rate), errors, errorsBy: t.errors, kernelBytes: this.#memory.kernelBytes, userBytes: this.#memory.userBytes });
+    this.#lastHeld = t.held;
+    this.#lastProgressAt = now;
   }
 
   /** PSS of the coordinator and every live worker. */

@@ -30,7 +30,7 @@ function scriptJson(v: unknown): string {
 /** The whole page. */
 export function renderHtml(r: ProbeJson): string {
   const bindingWords = r.ceiling.binding ? `${CONSTRAINT_WORDS[r.ceiling.binding as ConstraintId]} (${r.ceiling.binding})` : 'unknown';
-  const limit = r.limit ? `${r.limit.id ?? 'no constraint'}: ${r.limit.errno} on ${num(r.limit.count)} attempts — ${r.limit.words}` : `none: the run ${r.stoppedBy === 'target' ? 'reached its target' : `ended by ${r.stoppedBy}`}`;
+  const limit = r.limit ? `${r.limit.id ?? 'no constraint'}: ${r.limit.errno} on ${num(r.limit.count)} attempt${r.limit.count === 1 ? "" : "s"} — ${r.limit.words}` : `none: the run ${r.stoppedBy === 'target' ? 'reached its target' : `ended by ${r.stoppedBy}`}`;
   const rows = r.constraints
     .map((c) => `<tr${c.id === r.ceiling.binding ? ' class="binding"' : ''}><td>${esc(c.id)}</td><td class="n">${esc(num(c.limit))}</td><td>${esc(c.scope)}</td><td>${esc(c.detail)}</td><td>${esc(c.remedy)}</td></tr>`)
     .join('\n');
@@ -124,9 +124,12 @@ const CHARTS = String.raw`
   var tl = run.timeline;
   var secs = tl.map(function (p) { return p.t / 1000; });
   // The rate's samples are a quarter of a second apart and jumpy; the 1 s average shows the trend.
-  var smooth = tl.map(function (p, i) {
+  // The ramp's first point (t = 0) has no rate.
+  var rates = tl.map(function (p, i) { return i === 0 && p.t === 0 ? null : p.rate; });
+  var smooth = rates.map(function (v, i) {
+    if (v === null) return null;
     var sum = 0, n = 0;
-    for (var j = Math.max(0, i - 2); j <= Math.min(tl.length - 1, i + 2); j++) { sum += tl[j].rate; n++; }
+    for (var j = Math.max(0, i - 2); j <= Math.min(tl.length - 1, i + 2); j++) if (rates[j] !== null) { sum += rates[j]; n++; }
     return Math.round(sum / n);
   });
   make('held', {
@@ -135,7 +138,7 @@ const CHARTS = String.raw`
     series: [{ label: 's' }, { label: 'held', scale: 'held', stroke: colors[0], width: 2 },
       { label: 'connects/s (1 s average)', scale: 'rate', stroke: colors[1], width: 2 },
       { label: 'connects/s (each sample)', scale: 'rate', stroke: colors[1] + '44', width: 1 }],
-  }, [secs, tl.map(function (p) { return p.held; }), smooth, tl.map(function (p) { return p.rate; })]);
+  }, [secs, tl.map(function (p) { return p.held; }), smooth, rates]);
 
   var errnos = {};
   tl.forEach(function (p) { Object.keys(p.errorsBy || {}).forEach(function (k) { errnos[k] = true; }); });
