@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { natCeiling, natConstraint, parsePortRange } from '../dist/model/nat.js';
 import { nftScript, planSteps, LAB_DEFAULTS } from '../dist/lab/plan.js';
 import { verdict } from '../dist/lab/run.js';
+import { conntrackByDestination, ConntrackPeaks } from '../dist/lab/conntrack.js';
 
 const CLI = fileURLToPath(new URL('../dist/cli/main.js', import.meta.url));
 
@@ -43,4 +44,38 @@ test('verdict: NAT pool first, then client ports, then the server', () => {
   assert.equal(verdict({ ...base, held: 400, natCeiling: null, errors: { EADDRNOTAVAIL: 5 }, clientLimitIds: ['ephemeral-ports', null] }).id, 'ephemeral-ports');
   assert.equal(verdict({ ...base, held: 10, natCeiling: null, errors: { ETIMEDOUT: 5 } }).id, 'backlog');
   assert.equal(verdict({ ...base, held: 262144, natCeiling: 1e6, conntrack: { peak: 262144, max: 262144 }, errors: {} }).id, 'conntrack');
+});
+
+test('verdict: a NAT pool 90% or more used when the time bound came, with timeouts, is the NAT pool', () => {
+  const base = { targetTotal: 2000, conntrack: { peak: 760, max: 262144 }, clientLimitIds: [null, null], natCeiling: 800, natPerDestination: 400 };
+  const near = verdict({ ...base, held: 760, errors: { ETIMEDOUT: 342 }, natUse: [{ destination: '10.78.0.100:7000', natted: 380 }] });
+  assert.equal(near.id, 'nat-pool');
+  assert.equal(near.where, 'gateway');
+  assert.match(near.words, /10\.78\.0\.100:7000 was 95% used \(380 of 400\)/);
+  // Half full and timing out: not the pool (the server side, here).
+  assert.equal(verdict({ ...base, held: 400, errors: { ETIMEDOUT: 10 }, natUse: [{ destination: '10.78.0.100:7000', natted: 200 }] }).id, 'backlog');
+  // Nearly full but no timeouts: the clients' own bound.
+  assert.equal(verdict({ ...base, held: 760, errors: { EADDRNOTAVAIL: 3 }, clientLimitIds: ['ephemeral-ports', null], natUse: [{ destination: '10.78.0.100:7000', natted: 380 }] }).id, 'ephemeral-ports');
+});
+
+test('conntrack table by destination: entries, the source-NATed ones and their public addresses', () => {
+  const table = [
+    'ipv4     2 tcp      6 117 ESTABLISHED src=10.77.1.10 dst=10.78.0.100 sport=40001 dport=7000 src=10.78.0.100 dst=10.78.0.1 sport=7000 dport=20013 [ASSURED] mark=0 zone=0 use=2',
+    'ipv4     2 tcp      6 117 ESTABLISHED src=10.77.2.11 dst=10.78.0.100 sport=40001 dport=7000 src=10.78.0.100 dst=10.78.0.2 sport=7000 dport=20013 [ASSURED] mark=0 zone=0 use=2',
+    'ipv4     2 tcp      6 110 SYN_SENT src=10.77.1.12 dst=10.78.0.100 sport=40002 dport=7001 src=10.78.0.100 dst=10.78.0.1 sport=7001 dport=20100 mark=0 zone=0 use=2',
+    // Not NATed: the reply goes back to the original source.
+    'ipv4     2 tcp      6 117 ESTABLISHED src=10.77.1.10 dst=10.78.0.100 sport=40003 dport=7000 src=10.78.0.100 dst=10.77.1.10 sport=7000 dport=40003 [ASSURED] mark=0 zone=0 use=2',
+    'ipv4     2 udp      17 20 src=10.77.1.10 dst=10.78.0.100 sport=5000 dport=53 src=10.78.0.100 dst=10.78.0.1 sport=53 dport=5000 mark=0 zone=0 use=2',
+    'ipv6     10 tcp      6 117 ESTABLISHED src=fd00::2 dst=fd00::100 sport=40001 dport=443 src=fd00::100 dst=fd00::1 sport=443 dport=20001 [ASSURED] mark=0 zone=0 use=2',
+    '',
+  ].join('\n');
+  assert.deepEqual(conntrackByDestination(table), [
+    { destination: '10.78.0.100:7000', entries: 3, natted: 2, addresses: ['10.78.0.1', '10.78.0.2'] },
+    { destination: '10.78.0.100:7001', entries: 1, natted: 1, addresses: ['10.78.0.1'] },
+    { destination: '[fd00::100]:443', entries: 1, natted: 1, addresses: ['fd00::1'] },
+  ]);
+  const peaks = new ConntrackPeaks();
+  peaks.add([{ destination: 'a:1', entries: 5, natted: 5, addresses: ['x'] }]);
+  peaks.add([{ destination: 'a:1', entries: 3, natted: 3, addresses: ['x'] }, { destination: 'b:2', entries: 1, natted: 0, addresses: [] }]);
+  assert.deepEqual(peaks.peaks.map((p) => [p.destination, p.natted]), [['a:1', 5], ['b:2', 0]]);
 });

@@ -6,6 +6,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { labUnavailable, nftAvailable } from '../dist/lab/topology.js';
 
@@ -36,7 +37,8 @@ interface RunJson {
   model: { clients: number | null; natPool: number | null };
   stoppedBy: { id: string | null; where: string | null };
   errors: Record<string, number>;
-  conntrack: { peak: number | null };
+  conntrack: { peak: number | null; max: number | null };
+  nat: { perDestination: number; use: { destination: string; natted: number; entries: number; addresses: string[]; percent: number }[] } | null;
 }
 
 function up(args: string[]): void {
@@ -74,6 +76,7 @@ test('through a NAT pool of 200 ports, two clients with 4 addresses each hold ex
   assert.ok((r.errors.ETIMEDOUT ?? 0) > 0, `the dropped SYNs time out at the clients: ${JSON.stringify(r.errors)}`);
   assert.equal(r.errors.EADDRNOTAVAIL ?? 0, 0);
   assert.ok((r.conntrack.peak ?? 0) >= 200);
+  assert.deepEqual(r.nat?.use.map((u) => [u.destination, u.natted, u.percent, u.addresses]), [['10.78.0.100:7000', 200, 100, ['10.78.0.1']]], 'the gateway table shows the whole pool in use toward the one destination');
   const s = JSON.parse(cli(['lab', 'status', '--json']).stdout) as { up: boolean; gateway: { nat: { addresses: string[]; ports: { lo: number; hi: number } } } };
   assert.equal(s.up, true);
   assert.deepEqual(s.gateway.nat, { addresses: ['10.78.0.1'], ports: { lo: 20000, hi: 20199 } });
@@ -102,6 +105,28 @@ test('without NAT the clients reach 2 × 4 × their own 50-port range: 400 (clie
   assert.ok((r.errors.EADDRNOTAVAIL ?? 0) > 0);
   assert.equal(r.conntrack.peak ?? 0, 0, 'no tracking without the NAT rule');
   down();
+  assertClean();
+});
+
+test('a full conntrack table at the gateway stops the run first: conntrack, at nf_conntrack_max', { skip }, () => {
+  // nf_conntrack_max is one value for every namespace, writable only from the host's: lowered for
+  // this run and put back, whatever happens. Nothing on the host is tracked (no rule asks for it).
+  const file = '/proc/sys/net/netfilter/nf_conntrack_max';
+  const before = readFileSync(file, 'utf8').trim();
+  up(['--client-ports', '40000-40199', '--nat', '--gateway-ports', '20000-20199']);
+  try {
+    writeFileSync(file, '150');
+    const r = run();
+    assert.equal(r.conntrack.max, 150);
+    assert.equal(r.held, 150);
+    assert.equal(r.stoppedBy.id, 'conntrack');
+    assert.equal(r.stoppedBy.where, 'gateway');
+    assert.ok((r.errors.ETIMEDOUT ?? 0) > 0, JSON.stringify(r.errors));
+  } finally {
+    writeFileSync(file, before);
+    down();
+  }
+  assert.equal(readFileSync(file, 'utf8').trim(), before);
   assertClean();
 });
 

@@ -118,7 +118,10 @@ export function renderRun(r: LabRunResult): string {
     `Held ${num(r.held)} connections through the lab (server saw at most ${r.serverPeak === null ? '?' : num(r.serverPeak)}); model ${r.predicted === null ? '?' : num(r.predicted)} (target ${num(r.target)}, clients ${r.model.clients === null ? '?' : num(r.model.clients)}, NAT pool ${r.model.natPool === null ? 'none' : num(r.model.natPool)}).`,
     `Stopped by: ${r.stoppedBy.id ?? 'nothing'}${r.stoppedBy.where ? ` (${r.stoppedBy.where})` : ''}: ${r.stoppedBy.words}.`,
   ];
-  if (r.nat) lines.push(`Gateway NAT: ${r.nat.addresses.join(', ')} ports ${r.nat.ports.lo}-${r.nat.ports.hi}: ${num(r.nat.perDestination)} per destination, ${num(r.nat.ceiling)} over ${r.listen.join(', ')}.`);
+  if (r.nat) {
+    lines.push(`Gateway NAT: ${r.nat.addresses.join(', ')} ports ${r.nat.ports.lo}-${r.nat.ports.hi}: ${num(r.nat.perDestination)} per destination, ${num(r.nat.ceiling)} over ${r.listen.join(', ')}.`);
+    for (const u of r.nat.use) lines.push(`  pool toward ${u.destination}: ${num(u.natted)} of ${num(r.nat.perDestination)} (${u.percent}%) at the peak, on ${u.addresses.join(', ')}`);
+  }
   lines.push(`Gateway conntrack: peak ${r.conntrack.peak ?? 'n/a'} of nf_conntrack_max ${r.conntrack.max ?? 'n/a'}.`);
   for (const c of r.clients) {
     lines.push(

@@ -6,6 +6,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { FourtupleError } from '../errors.js';
 import { natCeiling, NAT_POOL } from '../model/nat.js';
+import { ConntrackPeaks, conntrackByDestination, type ConntrackDestination } from './conntrack.js';
 import { GATEWAY_NS, SERVER_NS } from './plan.js';
 import { labStatus, type LabStatus } from './topology.js';
 
@@ -62,7 +63,14 @@ export interface LabRunResult {
   readonly model: { readonly clients: number | null; readonly natPool: number | null };
   readonly stoppedBy: Verdict;
   readonly errors: Record<string, number>;
-  readonly nat: { addresses: string[]; ports: { lo: number; hi: number }; perDestination: number; ceiling: number } | null;
+  readonly nat: {
+    addresses: string[];
+    ports: { lo: number; hi: number };
+    perDestination: number;
+    ceiling: number;
+    /** The gateway's pool use per destination at its peak, from its conntrack table: NATed entries against perDestination. */
+    use: readonly (ConntrackDestination & { readonly percent: number })[];
+  } | null;
   readonly conntrack: { peak: number | null; max: number | null };
   readonly clients: readonly ClientOutcome[];
   readonly listen: readonly string[];
@@ -86,6 +94,9 @@ function listeningCount(): number {
   return r.status === 0 ? r.stdout.split('\n').filter((l) => l.trim()).length : 0;
 }
 
+/** A destination's NAT pool this full, with timeouts, is what stopped the run. */
+const NEARLY_FULL = 0.9;
+
 /** Names the constraint that stopped the run. Pure. */
 export function verdict(input: {
   held: number;
@@ -94,6 +105,10 @@ export function verdict(input: {
   conntrack: { peak: number | null; max: number | null };
   errors: Record<string, number>;
   clientLimitIds: readonly (string | null)[];
+  /** The gateway's pool use at its peak, the fullest destination first. */
+  natUse?: readonly { destination: string; natted: number }[];
+  /** (public address, port) pairs per destination. */
+  natPerDestination?: number;
 }): Verdict {
   const { held, errors } = input;
   const n = (k: string): number => errors[k] ?? 0;
@@ -104,6 +119,18 @@ export function verdict(input: {
   if (input.natCeiling !== null && held >= input.natCeiling) {
     return { id: NAT_POOL, where: 'gateway', words: `the gateway's NAT pool is exhausted (${held} of ${input.natCeiling}): it drops the SYNs it cannot map, the clients see ${timeouts ? `ETIMEDOUT (${n('ETIMEDOUT')})` : 'timeouts'}` };
   }
+  // A pool nearly full when the time bound came: near the end the gateway's search for a free
+  // port is bounded and random, and the last ports fill only as the clients retry their SYNs.
+  const fullest = input.natUse?.[0];
+  const per = input.natPerDestination ?? 0;
+  if (fullest && per > 0 && fullest.natted >= NEARLY_FULL * per && timeouts > 0 && held < input.targetTotal) {
+    const pct = Math.round((100 * fullest.natted) / per);
+    return {
+      id: NAT_POOL,
+      where: 'gateway',
+      words: `the gateway's NAT pool toward ${fullest.destination} was ${pct}% used (${fullest.natted} of ${per}) when the run ended: it drops the SYNs it cannot map (ETIMEDOUT ${n('ETIMEDOUT')}), and the last free ports are found only as the clients retry; a longer --duration gets closer to ${per}`,
+    };
+  }
   if (n('EADDRNOTAVAIL') + n('EADDRINUSE') > 0) {
     const id = input.clientLimitIds.find((x) => x !== null && x !== 'backlog') ?? 'ephemeral-ports';
     return { id, where: 'clients', words: `the clients ran out of source ports (EADDRNOTAVAIL ${n('EADDRNOTAVAIL')}, EADDRINUSE ${n('EADDRINUSE')})` };
@@ -112,6 +139,30 @@ export function verdict(input: {
   if (timeouts > 0) return { id: 'backlog', where: 'server', words: `connects to the server timed out or were refused (ETIMEDOUT ${n('ETIMEDOUT')}, ECONNREFUSED ${n('ECONNREFUSED')}, ECONNRESET ${n('ECONNRESET')})` };
   const id = input.clientLimitIds.find((x) => x !== null) ?? null;
   return { id, where: id ? 'clients' : null, words: id ? `the clients stopped on ${id}` : 'the time bound ended the run' };
+}
+
+/** How often the gateway's whole conntrack table is read for the per-destination pool use. */
+const TABLE_SAMPLE_MS = 500;
+
+/** Reads the gateway's conntrack table every TABLE_SAMPLE_MS until stopped; keeps each destination's peak. */
+function sampleTable(): { stop: () => Promise<ConntrackDestination[]> } {
+  const peaks = new ConntrackPeaks();
+  let running = true;
+  const loop = (async (): Promise<void> => {
+    while (running) {
+      const child = spawn('ip', ['netns', 'exec', GATEWAY_NS, 'cat', '/proc/net/nf_conntrack'], { stdio: ['ignore', 'pipe', 'ignore'] });
+      const r = await collect(child);
+      if (r.code === 0) peaks.add(conntrackByDestination(r.stdout));
+      if (running) await sleep(TABLE_SAMPLE_MS);
+    }
+  })();
+  return {
+    stop: async (): Promise<ConntrackDestination[]> => {
+      running = false;
+      await loop;
+      return peaks.peaks;
+    },
+  };
 }
 
 /** Runs the sink and the clients, samples conntrack, merges the results. */
@@ -143,6 +194,7 @@ export async function labRun(plan: LabRunPlan): Promise<LabRunResult> {
         if (line.trim() && Number.isFinite(v)) peak = Math.max(peak ?? 0, v);
       }
     });
+    const table = status.gateway.nat ? sampleTable() : null;
     const outcomes = await Promise.all(
       status.clients.map(async (c): Promise<ClientOutcome> => {
         const r = await collect(start([c.namespace, plan.node, plan.cli, ...plan.clientArgs(c.addresses)]));
@@ -155,6 +207,7 @@ export async function labRun(plan: LabRunPlan): Promise<LabRunResult> {
       }),
     );
     sampler.kill('SIGTERM');
+    const tablePeaks = table ? await table.stop() : [];
     sink.kill('SIGTERM');
     const s = await Promise.race([sinkDone, sleep(10_000).then(() => null)]);
     let serverPeak: number | null = null;
@@ -170,7 +223,16 @@ export async function labRun(plan: LabRunPlan): Promise<LabRunResult> {
     const errors: Record<string, number> = {};
     for (const r of reports) for (const [k, v] of Object.entries(r.errors)) errors[k] = (errors[k] ?? 0) + v;
     const g = status.gateway.nat;
-    const nat = g ? { addresses: g.addresses, ports: g.ports, perDestination: g.addresses.length * (g.ports.hi - g.ports.lo + 1), ceiling: natCeiling({ addresses: g.addresses.length, portsPerAddress: g.ports.hi - g.ports.lo + 1, source: 'lab' }, plan.destinations) } : null;
+    const perDestination = g ? g.addresses.length * (g.ports.hi - g.ports.lo + 1) : 0;
+    const nat = g
+      ? {
+          addresses: g.addresses,
+          ports: g.ports,
+          perDestination,
+          ceiling: natCeiling({ addresses: g.addresses.length, portsPerAddress: g.ports.hi - g.ports.lo + 1, source: 'lab' }, plan.destinations),
+          use: tablePeaks.filter((d) => d.natted > 0).map((d) => ({ ...d, percent: Math.round((1000 * d.natted) / perDestination) / 10 })),
+        }
+      : null;
     const clientModel = reports.length === outcomes.length && reports.every((r) => r.ceiling.connections !== null) ? reports.reduce((a, r) => a + (r.ceiling.connections as number), 0) : null;
     const targetTotal = plan.target * outcomes.length;
     const candidates = [targetTotal, clientModel, nat?.ceiling ?? null].filter((x): x is number => x !== null);
@@ -182,7 +244,7 @@ export async function labRun(plan: LabRunPlan): Promise<LabRunResult> {
       predicted: Math.min(...candidates),
       target: targetTotal,
       model: { clients: clientModel, natPool: nat?.ceiling ?? null },
-      stoppedBy: verdict({ held, targetTotal, natCeiling: nat?.ceiling ?? null, conntrack, errors, clientLimitIds: reports.map((r) => r.limit?.id ?? null) }),
+      stoppedBy: verdict({ held, targetTotal, natCeiling: nat?.ceiling ?? null, conntrack, errors, clientLimitIds: reports.map((r) => r.limit?.id ?? null), natUse: nat?.use, natPerDestination: nat?.perDestination }),
       errors,
       nat,
       conntrack,
