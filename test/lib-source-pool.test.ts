@@ -75,6 +75,35 @@ test('explicit: its own ports per (source, destination), the same ports for ever
   assert.equal(p.lease('127.0.0.1', 7000), undefined);
 });
 
+test('state of idle destinations is forgotten after forgetIdleAfterMs; open, resting or full ones are kept until then', async () => {
+  const pool = new SourcePool({ sources: '127.0.0.2-127.0.0.3', strategy: 'explicit', ports: '20000-20009', forgetIdleAfterMs: 60 });
+  // 1,000 destinations, one connection each, all closed: their ports rest (explicit), so their state stays for now.
+  for (let i = 0; i < 1000; i++) pool.release(pool.lease('10.0.0.1', 1000 + i)!);
+  const held = pool.lease('10.0.0.2', 80)!;
+  const full = pool.lease('10.0.0.3', 80)!;
+  pool.reject(full, 'full');
+  assert.equal(pool.tracked, 1002);
+  await new Promise((r) => setTimeout(r, 80));
+  // A new destination sweeps: the idle ones go; the open one stays, and so does the full one (its retry delay, 1 s, is not over).
+  pool.release(pool.lease('10.0.0.4', 80)!);
+  assert.equal(pool.tracked, 3, 'the open destination, the full one (still within its retry delay) and the new one');
+  assert.deepEqual(
+    pool.usage().map((u) => [u.destination, u.open, u.full]),
+    [
+      ['10.0.0.2:80', 1, false],
+      ['10.0.0.3:80', 0, true],
+    ],
+  );
+  // A forgotten explicit destination starts again from the first port.
+  assert.equal(pool.lease('10.0.0.1', 1000)?.port, 20000);
+  pool.release(held);
+  assert.equal(pool.open, 1);
+  // nopo destinations keep no state once idle, without waiting.
+  const nopo = new SourcePool({ sources: '127.0.0.2', strategy: 'nopo' });
+  for (let i = 0; i < 100; i++) nopo.release(nopo.lease('10.0.0.1', 1000 + i)!);
+  assert.equal(nopo.tracked, 0);
+});
+
 test('explicit default pool comes from the model and skips the ephemeral range first', () => {
   const pool = new SourcePool({ sources: '127.0.0.2', strategy: 'explicit' });
   const l = pool.lease('127.0.0.1', 7000)!;
@@ -97,6 +126,7 @@ test('options are validated where they enter, naming the option', () => {
   assert.throws(() => new SourcePool({ sources: SOURCES, strategy: 'bind' as never }), /strategy 'bind'/);
   assert.throws(() => new SourcePool({ sources: SOURCES, strategy: 'nopo', ports: '20000-20010' }), /ports: only with strategy explicit/);
   assert.throws(() => new SourcePool({ sources: SOURCES, retryFullAfterMs: -1 }), /retryFullAfterMs/);
+  assert.throws(() => new SourcePool({ sources: SOURCES, forgetIdleAfterMs: Number.NaN }), /forgetIdleAfterMs NaN/);
   assert.throws(() => connect({ port: 7000 }), /sources/);
   assert.throws(() => connect({ port: 7000, sources: SOURCES, localAddress: '127.0.0.9' } as never), /localAddress/);
   assert.throws(() => connector({ sources: SOURCES, timeout: -5 }), /timeout/);

@@ -31,6 +31,14 @@ export interface SourcePoolOptions {
   ports?: string | PortSet;
   /** How long a full (source, destination) pool is skipped before it is tried again, in ms (default 1000). One of the pool's own connections closing reopens it at once. */
   retryFullAfterMs?: number;
+  /**
+   * How long the pool keeps the state of a destination with no connection
+   * open, in ms (default 60,000: Linux's TIME_WAIT, so an explicit port that
+   * closed is not handed out again while its 4-tuple may still wait). A
+   * program that connects to many destinations, each for a while, holds state
+   * only for the recent ones.
+   */
+  forgetIdleAfterMs?: number;
 }
 
 /** How one (source, destination) pool stands, for `SourcePool.usage()`. */
@@ -92,6 +100,8 @@ class Destination {
   total = 0;
   fullCount = 0;
   cursor: number;
+  /** When `total` last fell to 0 (Date.now()), 0 while connections are open. */
+  idleSince = 0;
 
   constructor(
     readonly key: string,
@@ -132,6 +142,7 @@ export class SourcePool {
   readonly sources: readonly string[];
   readonly strategy: ConnectStrategy;
   readonly retryFullAfterMs: number;
+  readonly forgetIdleAfterMs: number;
   /** Family of the first source: the family `connect` opens a socket in before a host name is resolved. */
   readonly family: 4 | 6;
   /** 4 or 6 when every source has that family (host names are then resolved in it), else 0. */
@@ -145,6 +156,7 @@ export class SourcePool {
   #last: Destination | undefined;
   #lastAddress = '';
   #lastPort = -1;
+  #lastSweep = 0;
 
   constructor(options: SourcePoolOptions) {
     if (options === null || typeof options !== 'object') throw new InvalidArgumentError('options: expected an object with sources');
@@ -176,9 +188,19 @@ export class SourcePool {
       throw new InvalidArgumentError(`retryFullAfterMs ${String(retry)}: expected a number of milliseconds >= 0`);
     }
     this.retryFullAfterMs = retry;
+    const idle = options.forgetIdleAfterMs ?? 60_000;
+    if (typeof idle !== 'number' || !(idle >= 0) || !Number.isFinite(idle)) {
+      throw new InvalidArgumentError(`forgetIdleAfterMs ${String(idle)}: expected a number of milliseconds >= 0`);
+    }
+    this.forgetIdleAfterMs = idle;
 
     if (options.ports !== undefined && this.strategy !== 'explicit') throw new InvalidArgumentError('ports: only with strategy explicit');
     if (this.strategy === 'explicit') this.#ports = explicitPorts(options.ports);
+  }
+
+  /** Destinations the pool holds state for (open connections, full pools, or explicit ports resting after a close). */
+  get tracked(): number {
+    return this.#dests.size;
   }
 
   /** Connections open (or being opened) through the pool. */
@@ -219,6 +241,7 @@ export class SourcePool {
       d.cursor = s + 1 === n ? 0 : s + 1;
       d.open[s]++;
       d.total++;
+      d.idleSince = 0;
       return new LeaseImpl(d, s, this.sources[s], d.family, p);
     }
     if (d.total === 0 && d.fullCount === 0 && d.explicit === undefined) this.#forget(d);
@@ -234,6 +257,7 @@ export class SourcePool {
       // New destinations start one source further on, so many destinations with few connections each spread too.
       d = new Destination(key, name, family, this.sources.length, this.#ports !== undefined, this.#start);
       this.#start = (this.#start + 1) % this.sources.length;
+      this.#sweep(Date.now());
       this.#dests.set(key, d);
     }
     this.#last = d;
@@ -307,7 +331,27 @@ export class SourcePool {
   #drop(d: Destination, s: number): void {
     if (d.open[s] > 0) {
       d.open[s]--;
-      d.total--;
+      if (--d.total === 0) d.idleSince = Date.now();
+    }
+  }
+
+  /**
+   * Forgets destinations idle for forgetIdleAfterMs whose pools are not
+   * marked full. Runs when a new destination is added, at most once per
+   * tenth of that time, so its cost stays proportional to the destinations
+   * added.
+   */
+  #sweep(now: number): void {
+    if (now - this.#lastSweep < this.forgetIdleAfterMs / 10) return;
+    this.#lastSweep = now;
+    for (const d of this.#dests.values()) {
+      if (d.total !== 0 || d.idleSince === 0 || now - d.idleSince < this.forgetIdleAfterMs) continue;
+      if (d.fullCount > 0) {
+        let stillFull = false;
+        for (let s = 0; s < d.fullUntil.length; s++) if (d.fullUntil[s] !== 0 && now < d.fullUntil[s]) stillFull = true;
+        if (stillFull) continue;
+      }
+      this.#forget(d);
     }
   }
 
