@@ -37,6 +37,25 @@ test('load holds N connections to a separate sink, which sees all N; SIGINT ends
   assert.equal(spawnSync('ss', ['-Htan', 'sport = :7310 or dport = :7310'], { encoding: 'utf8' }).stdout.trim(), '');
 });
 
+test('sink --max N --backlog B: a server at its capacity accepts N, queues B + 1 more, then the clients time out', async () => {
+  const sink = start(['sink', '--listen', '127.0.0.1:7320', '--max', '100', '--backlog', '20', '--duration', '8', '--json']);
+  await sleep(1500);
+  const load = spawnSync(process.execPath, [CLI, 'load', '--to', '127.0.0.1:7320', '--connections', '400', '--duration', '4', '--json'], { encoding: 'utf8' });
+  assert.equal(load.status, 0, load.stderr);
+  const l = JSON.parse(load.stdout) as { held: number; stoppedBy: string; errors: Record<string, number>; limit: { id: string } | null; cleanup: { left: number } };
+  // Held by the clients: the 100 accepted plus the 21 completed handshakes in the full accept queue
+  // (Linux queues backlog + 1); a handshake that completed as the queue filled may add a few more.
+  assert.ok(l.held >= 121 && l.held < 140, `held ${l.held}`);
+  assert.ok((l.errors.ETIMEDOUT ?? 0) > 0, JSON.stringify(l.errors));
+  assert.equal(l.limit?.id, 'backlog');
+  const s = await sink.done;
+  assert.equal(s.status, 0, s.stderr);
+  const j = JSON.parse(s.stdout) as { peak: number; workers: number; cleanup: { left: number } };
+  assert.equal(j.peak, 100, 'the sink accepted exactly --max');
+  assert.equal(j.cleanup.left, 0);
+  assert.equal(spawnSync('ss', ['-Htan', 'sport = :7320 or dport = :7320'], { encoding: 'utf8' }).stdout.trim(), '');
+});
+
 test('load against a port where nothing listens reports refusals, not a hang', () => {
   const r = spawnSync(process.execPath, [CLI, 'load', '--to', '127.0.0.1:7319', '--connections', '100', '--duration', '10', '--json'], { encoding: 'utf8', timeout: 30_000 });
   assert.equal(r.status, 0, r.stderr);
@@ -49,7 +68,7 @@ test('load against a port where nothing listens reports refusals, not a hang', (
 });
 
 test('sink and load bad input: exit 2, one line', () => {
-  for (const args of [['sink'], ['sink', '--listen', '127.0.0.1:70000'], ['load'], ['load', '--to', 'localhost:80'], ['sink', '--listen', '127.0.0.1:7320', '--close', 'x']]) {
+  for (const args of [['sink'], ['sink', '--listen', '127.0.0.1:70000'], ['load'], ['load', '--to', 'localhost:80'], ['sink', '--listen', '127.0.0.1:7320', '--close', 'x'], ['sink', '--listen', '127.0.0.1:7320', '--backlog', '0'], ['sink', '--listen', '127.0.0.1:7320', '--max', '-5']]) {
     const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8' });
     assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
     assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);

@@ -130,6 +130,25 @@ test('a full conntrack table at the gateway stops the run first: conntrack, at n
   assertClean();
 });
 
+test('a server at its capacity (--server-max, --server-backlog) stops the run: backlog, at the server', { skip }, () => {
+  up(['--client-ports', '40000-40199']);
+  try {
+    const r = cli(['lab', 'run', '--json', '--server-max', '100', '--server-backlog', '20', '--', 'load', '--to', '10.78.0.100:7000', '--connections', '1000', '--duration', '4']);
+    assert.equal(r.status, 0, r.stderr);
+    const j = JSON.parse(r.stdout) as RunJson & { stoppedBy: { words: string } };
+    assert.equal(j.serverPeak, 100);
+    assert.ok(j.held >= 121, `held ${j.held}: 100 accepted and 21 in the full accept queue, at least`);
+    assert.equal(j.stoppedBy.id, 'backlog');
+    assert.equal(j.stoppedBy.where, 'server');
+    assert.match(j.stoppedBy.words, /the server accepted 100, the other \d+ the clients hold sat in its accept queue/);
+    assert.equal(j.errors.EADDRNOTAVAIL ?? 0, 0);
+  } finally {
+    down();
+  }
+  assertClean();
+  assert.equal(cli(['lab', 'run', '--server-max', '0', '--', 'load']).status, 2);
+});
+
 test('bad topology arguments exit 2 and create nothing', { skip }, () => {
   for (const args of [['--clients', '0'], ['--clients', '51'], ['--gateway-ports', '300-100', '--nat'], ['--gateway-addresses', '2'], ['--client-ports', 'x'], ['--server-addresses', '101'], ['--bogus']]) {
     const r = cli(['lab', 'up', ...args]);

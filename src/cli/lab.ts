@@ -13,7 +13,7 @@ import { parseProbeArgs } from './probe.js';
 export const LAB_HELP = `Usage: fourtuple lab up [--clients K] [--client-addresses M] [--client-ports LO-HI]
                      [--nat] [--gateway-addresses G] [--gateway-ports LO-HI] [--server-addresses S]
        fourtuple lab status [--json]
-       fourtuple lab run [--json] -- [load] [--connections N] [--duration S] [--to ADDR:PORTS] ...
+       fourtuple lab run [--json] [--server-max N] [--server-backlog B] -- [load] [--connections N] [--duration S] [--to ADDR:PORTS] ...
        fourtuple lab down [--json]
 
 Builds small real networks in network namespaces (root): K client hosts with M
@@ -30,7 +30,9 @@ server with S addresses. Every namespace and link is named ft-...
   run       a sink in the server namespace on the --to ports (default 10.78.0.100:7000),
             'load' in every client namespace from all its addresses (--connections is per
             client; --duration defaults to 10 s), then held connections against the model
-            (client ports and the NAT pool) and the constraint that stopped the run
+            (client ports and the NAT pool) and the constraint that stopped the run;
+            --server-max N and --server-backlog B make the server accept at most N (its sink's
+            --max, --backlog): a server at its capacity
   down      ends the lab's processes and removes every ft- namespace and link (idempotent)
 `;
 
@@ -71,7 +73,11 @@ export function parseLabRunArgs(argv: string[]): { json: boolean; plan: LabRunPl
   const dash = argv.indexOf('--');
   const own = dash < 0 ? argv : argv.slice(0, dash);
   let rest = dash < 0 ? [] : argv.slice(dash + 1);
-  const { values: v } = parseOptions('lab run', { args: own, options: { json: { type: 'boolean' } } as const });
+  const { values: v } = parseOptions('lab run', { args: own, options: { json: { type: 'boolean' }, 'server-max': { type: 'string' }, 'server-backlog': { type: 'string' } } as const });
+  const sinkArgs = [
+    ...(v['server-max'] === undefined ? [] : ['--max', String(intOption('--server-max', v['server-max'], 0, 1, 10_000_000))]),
+    ...(v['server-backlog'] === undefined ? [] : ['--backlog', String(intOption('--server-backlog', v['server-backlog'], 0, 1, 65_535))]),
+  ];
   if (rest[0] === 'load' || rest[0] === 'probe') rest = rest.slice(1);
   if (rest.includes('--from')) throw new InvalidArgumentError("'lab run' sets --from itself: every client uses all its addresses");
   const hasTo = rest.some((a) => a === '--to' || a.startsWith('--to='));
@@ -87,6 +93,7 @@ export function parseLabRunArgs(argv: string[]): { json: boolean; plan: LabRunPl
       node: process.execPath,
       cli: fileURLToPath(new URL('./main.js', import.meta.url)),
       listen,
+      sinkArgs,
       listenSockets: sockets,
       sinkDurationS: Math.ceil(o.durationS + o.holdS + 30),
       clientArgs: (addresses) => ['load', '--json', ...base, ...addresses.flatMap((a) => ['--from', a])],

@@ -8,7 +8,7 @@ import { num } from '../report/format.js';
 import { endpointsOption, intOption, numberOption, parseOptions } from './args.js';
 
 /** Usage text. */
-export const SINK_HELP = `Usage: fourtuple sink --listen ADDR:PORTS [...] [--duration S] [--max N] [--close rst|fin] [--json]
+export const SINK_HELP = `Usage: fourtuple sink --listen ADDR:PORTS [...] [--duration S] [--max N] [--backlog B] [--close rst|fin] [--json]
 
 Accepts and holds TCP connections on the given addresses and ports, in as
 many processes as the open-files limit requires, until the time bound or
@@ -17,7 +17,10 @@ SIGINT/SIGTERM; then closes them all and reports. Pair it with
 
   --listen ADDR:PORTS  where to listen: 0.0.0.0:7000-7009, 127.0.0.1:7000, [::]:7000 (repeatable)
   --duration S         stop after S seconds (default 600)
-  --max N              connections to make room for (default 1,000,000)
+  --max N              accept at most N connections (default 1,000,000); past N the sink stops
+                       accepting, its listen queues fill, and then new SYNs are dropped: a
+                       server at its capacity, as clients see it (they time out)
+  --backlog B          listen() backlog of each socket (default net.core.somaxconn, which also caps it)
   --close rst|fin      how to close at the end (default rst: no TIME_WAIT on either side)
   --json               print one JSON object at the end
 `;
@@ -26,6 +29,7 @@ const OPTIONS = {
   listen: { type: 'string', multiple: true },
   duration: { type: 'string' },
   max: { type: 'string' },
+  backlog: { type: 'string' },
   close: { type: 'string' },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
@@ -38,6 +42,8 @@ export interface SinkArgs {
   readonly listen: { address: string; port: number }[];
   readonly durationS: number;
   readonly max: number;
+  /** listen() backlog; undefined: somaxconn. */
+  readonly backlog: number | undefined;
   readonly close: 'rst' | 'fin';
 }
 
@@ -55,6 +61,7 @@ export function parseSinkArgs(argv: string[]): SinkArgs {
     listen,
     durationS: numberOption('--duration', v.duration, 600, 0.1, 86_400),
     max: intOption('--max', v.max, 1_000_000, 1, 10_000_000),
+    backlog: v.backlog === undefined ? undefined : intOption('--backlog', v.backlog, 0, 1, 65_535),
     close,
   };
 }
@@ -67,7 +74,8 @@ export async function runSink(argv: string[], out: (s: string) => void): Promise
     return 0;
   }
   const facts = readKernelFacts();
-  const backlog = facts.somaxconn.known ? facts.somaxconn.value : 4096;
+  const somaxconn = facts.somaxconn.known ? facts.somaxconn.value : 4096;
+  const backlog = args.backlog === undefined ? somaxconn : Math.min(args.backlog, somaxconn);
   const listeners: Listener[] = [];
   for (const t of args.listen) {
     const l = openListener(t, backlog, args.close === 'rst');
@@ -78,7 +86,7 @@ export async function runSink(argv: string[], out: (s: string) => void): Promise
     listeners.push(l);
   }
   const names = listeners.map(fmtTarget);
-  const pool = new SinkPool({ listeners, capacity: args.max, close: args.close });
+  const pool = new SinkPool({ listeners, capacity: args.max, close: args.close, limit: args.max });
   const started = performance.now();
   const tty = process.stderr.isTTY && !args.json;
   let died = 0;

@@ -171,6 +171,8 @@ const USER_SAMPLE_COST_SHARE = 0.02;
 /** Largest share of a port pool the default destinations are planned to fill. */
 const FILL_TARGET = 0.45;
 const STALL_MS = 5000;
+/** No growth for this long before the time bound: the run had stopped on a limit. */
+const TIME_STALL_MS = 1000;
 /** How long a worker may take to close its descriptors before it is killed. */
 const CLOSE_GRACE_MS = 1500;
 
@@ -197,6 +199,7 @@ export class Probe extends EventEmitter {
   #peakAt = 0;
   #stopReason: StopReason | undefined;
   #stopErrno: string | undefined;
+  #rampEndedAt = 0;
   #lastHeld = 0;
   #lastProgressAt = 0;
   #lastGrowthAt = 0;
@@ -463,6 +466,7 @@ export class Probe extends EventEmitter {
     if (this.#stopReason) return;
     this.#stopReason = reason;
     this.#stopErrno = errno;
+    this.#rampEndedAt = performance.now();
     for (const c of this.#clients) c.send({ type: 'stop' });
     if (this.#phase === 'ramping' || this.#phase === 'starting') this.#rampEnded?.();
   }
@@ -616,7 +620,10 @@ export class Probe extends EventEmitter {
     const o = this.#o;
     const stoppedBy = this.#stopReason ?? 'target';
     let limit: ProbeResult['limit'] = null;
-    if (stoppedBy === 'limit' || stoppedBy === 'stall') {
+    // A time bound that came after progress had stopped (no growth in its last second) with
+    // failures is a limit too: the report names it rather than only the clock.
+    const stalledAtTime = stoppedBy === 'time' && t.held < o.connections && this.#rampEndedAt - this.#lastGrowthAt >= TIME_STALL_MS;
+    if (stoppedBy === 'limit' || stoppedBy === 'stall' || stalledAtTime) {
       const errno = this.#stopErrno ?? dominant(t.errors);
       if (errno) {
         const meaning = errnoMeaning(errno, o.strategy);

@@ -22,6 +22,12 @@ export interface SinkPoolOptions {
   /** Connections the pool should be able to hold (more workers start only up to this). */
   readonly capacity: number;
   readonly close: 'rst' | 'fin';
+  /**
+   * Accept at most this many connections over all workers, then stop
+   * accepting: the listen queue fills and further SYNs are dropped, as at a
+   * server at its own capacity. No cap when omitted.
+   */
+  readonly limit?: number;
 }
 
 /**
@@ -35,6 +41,9 @@ export class SinkPool extends EventEmitter {
   readonly #full = new Set<WorkerHandle>();
   #quota = 0;
   #started = 0;
+  /** Connections promised to the workers started so far (their quotas). */
+  #assigned = 0;
+  readonly #quotaOf = new Map<WorkerHandle, number>();
   #spare: WorkerHandle | undefined;
   #closing = false;
   readonly #errors = new Map<WorkerHandle, Readonly<Record<string, number>>>();
@@ -74,7 +83,10 @@ export class SinkPool extends EventEmitter {
     const nofile = ffi.getNofileLimit();
     this.#quota = Math.max(1, nofile.hard - FD_RESERVE - this.#o.listeners.length);
     const first: WorkerHandle[] = [];
-    for (let i = 0; i < ACTIVE_SINKS; i++) first.push(this.#activate());
+    for (let i = 0; i < ACTIVE_SINKS; i++) {
+      const w = this.#activate();
+      if (w) first.push(w);
+    }
     await Promise.all(first.map(whenReady));
   }
 
@@ -84,13 +96,19 @@ export class SinkPool extends EventEmitter {
     return w;
   }
 
-  #activate(): WorkerHandle {
+  /** Starts the next worker accepting; undefined when the limit is already promised to the running ones. */
+  #activate(): WorkerHandle | undefined {
+    const left = this.#o.limit === undefined ? this.#quota : Math.min(this.#quota, this.#o.limit - this.#assigned);
+    if (left <= 0) return undefined;
     const w = this.#spare ?? this.#spawn();
     this.#spare = undefined;
     this.#started++;
-    const config: SinkConfig = { kind: 'sink', index: w.index, listeners: this.#o.listeners.length, quota: this.#quota, close: this.#o.close };
+    this.#assigned += left;
+    this.#quotaOf.set(w, left);
+    const config: SinkConfig = { kind: 'sink', index: w.index, listeners: this.#o.listeners.length, quota: left, close: this.#o.close };
     w.send({ type: 'start', config });
-    if (this.#started * this.#quota < this.#o.capacity + this.#quota) this.#spare = this.#spawn();
+    const more = this.#o.limit === undefined || this.#assigned < this.#o.limit;
+    if (more && this.#started * this.#quota < this.#o.capacity + this.#quota) this.#spare = this.#spawn();
     return w;
   }
 
@@ -115,6 +133,8 @@ export class SinkPool extends EventEmitter {
       return;
     }
     this.emit('died', w, held);
+    // Its connections are gone with it: its share of the limit goes to the next worker.
+    this.#assigned -= this.#quotaOf.get(w) ?? 0;
     // An accepting worker is gone: let another take its place.
     if (!this.#full.has(w)) this.#activate();
   };

@@ -17,6 +17,8 @@ export interface LabRunPlan {
   readonly cli: string;
   /** `sink --listen` values. */
   readonly listen: readonly string[];
+  /** Extra `sink` arguments (--max, --backlog). */
+  readonly sinkArgs: readonly string[];
   /** Listening sockets those values make. */
   readonly listenSockets: number;
   readonly sinkDurationS: number;
@@ -109,6 +111,8 @@ export function verdict(input: {
   natUse?: readonly { destination: string; natted: number }[];
   /** (public address, port) pairs per destination. */
   natPerDestination?: number;
+  /** Most connections the server's sink held (accepted) at once. */
+  serverPeak?: number | null;
 }): Verdict {
   const { held, errors } = input;
   const n = (k: string): number => errors[k] ?? 0;
@@ -136,7 +140,10 @@ export function verdict(input: {
     return { id, where: 'clients', words: `the clients ran out of source ports (EADDRNOTAVAIL ${n('EADDRNOTAVAIL')}, EADDRINUSE ${n('EADDRINUSE')})` };
   }
   if (held >= input.targetTotal) return { id: null, where: null, words: 'every client reached its target' };
-  if (timeouts > 0) return { id: 'backlog', where: 'server', words: `connects to the server timed out or were refused (ETIMEDOUT ${n('ETIMEDOUT')}, ECONNREFUSED ${n('ECONNREFUSED')}, ECONNRESET ${n('ECONNRESET')})` };
+  if (timeouts > 0) {
+    const queued = input.serverPeak !== undefined && input.serverPeak !== null && held > input.serverPeak ? `; the server accepted ${input.serverPeak}, the other ${held - input.serverPeak} the clients hold sat in its accept queue` : '';
+    return { id: 'backlog', where: 'server', words: `connects to the server timed out or were refused (ETIMEDOUT ${n('ETIMEDOUT')}, ECONNREFUSED ${n('ECONNREFUSED')}, ECONNRESET ${n('ECONNRESET')})${queued}` };
+  }
   const id = input.clientLimitIds.find((x) => x !== null) ?? null;
   return { id, where: id ? 'clients' : null, words: id ? `the clients stopped on ${id}` : 'the time bound ended the run' };
 }
@@ -176,7 +183,7 @@ export async function labRun(plan: LabRunPlan): Promise<LabRunResult> {
     return c;
   };
   try {
-    const sink = start([SERVER_NS, plan.node, plan.cli, 'sink', '--json', '--duration', String(plan.sinkDurationS), ...plan.listen.flatMap((l) => ['--listen', l])]);
+    const sink = start([SERVER_NS, plan.node, plan.cli, 'sink', '--json', '--duration', String(plan.sinkDurationS), ...plan.sinkArgs, ...plan.listen.flatMap((l) => ['--listen', l])]);
     const sinkDone = collect(sink);
     const deadline = Date.now() + 15_000;
     while (listeningCount() < plan.listenSockets) {
@@ -244,7 +251,7 @@ export async function labRun(plan: LabRunPlan): Promise<LabRunResult> {
       predicted: Math.min(...candidates),
       target: targetTotal,
       model: { clients: clientModel, natPool: nat?.ceiling ?? null },
-      stoppedBy: verdict({ held, targetTotal, natCeiling: nat?.ceiling ?? null, conntrack, errors, clientLimitIds: reports.map((r) => r.limit?.id ?? null), natUse: nat?.use, natPerDestination: nat?.perDestination }),
+      stoppedBy: verdict({ held, targetTotal, natCeiling: nat?.ceiling ?? null, conntrack, errors, clientLimitIds: reports.map((r) => r.limit?.id ?? null), natUse: nat?.use, natPerDestination: nat?.perDestination, serverPeak }),
       errors,
       nat,
       conntrack,
