@@ -290,10 +290,12 @@ class ClientWorker {
       if (re === 0) continue;
       const fd = this.#pending.fd(i);
       const combo = this.#combos[this.#pendCombo[i]];
-      const err = ffi.socketError(fd);
+      // A failed connect always sets POLLERR (tcp_poll reports sk_err): only then is SO_ERROR worth a syscall.
+      const bad = re & (ffi.POLLERR | ffi.POLLHUP);
+      const err = bad ? ffi.socketError(fd) : 0;
       const start = this.#pendStart[i];
       this.#removePending(i);
-      if (err !== 0 || re & (ffi.POLLERR | ffi.POLLHUP)) {
+      if (bad) {
         this.#fail(combo, fd, -(err || ffi.ECONNRESET));
         continue;
       }
