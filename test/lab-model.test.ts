@@ -25,7 +25,13 @@ test('limits --nat-addresses/--nat-ports adds nat-pool and binds on it; --nat pr
   assert.equal(j.constraints.find((c) => c.id === 'nat-pool')?.limit, 400);
   const aws = JSON.parse(spawnSync(process.execPath, [CLI, 'limits', '--json', '--nat', 'aws'], { encoding: 'utf8' }).stdout) as { constraints: { id: string; limit: number }[] };
   assert.equal(aws.constraints.find((c) => c.id === 'nat-pool')?.limit, 55_000);
-  assert.equal(spawnSync(process.execPath, [CLI, 'limits', '--nat', 'gcp'], { encoding: 'utf8' }).status, 2);
+  const gcp = JSON.parse(spawnSync(process.execPath, [CLI, 'limits', '--json', '--nat', 'gcp', '--nat-addresses', '2'], { encoding: 'utf8' }).stdout) as { constraints: { id: string; limit: number; detail: string }[] };
+  const pool = gcp.constraints.find((c) => c.id === 'nat-pool');
+  assert.equal(pool?.limit, 2 * 64_512);
+  assert.match(pool?.detail ?? '', /cloud\.google\.com\/nat\/docs\/ports-and-addresses/);
+  const bad = spawnSync(process.execPath, [CLI, 'limits', '--nat', 'oracle'], { encoding: 'utf8' });
+  assert.equal(bad.status, 2);
+  assert.match(bad.stderr.trim(), /^fourtuple: unknown --nat 'oracle': expected one of aws, azure, gcp$/);
 });
 
 test('the plan: only ft- names, one snat rule with the address range and ports', () => {

@@ -53,7 +53,7 @@ function natOption(v: { nat?: string; 'nat-addresses'?: string; 'nat-ports'?: st
   if (v.nat === undefined && v['nat-addresses'] === undefined && v['nat-ports'] === undefined) return undefined;
   const addresses = intOption('--nat-addresses', v['nat-addresses'], 1, 1, 65_536);
   if (v.nat !== undefined) {
-    if (!isNatPreset(v.nat)) throw new InvalidArgumentError(`unknown --nat '${v.nat}': expected one of ${Object.keys(NAT_PRESETS).join(', ')} (gcp is left out: its per-destination figure was not verified)`);
+    if (!isNatPreset(v.nat)) throw new InvalidArgumentError(`unknown --nat '${v.nat}': expected one of ${Object.keys(NAT_PRESETS).join(', ')}`);
     if (v['nat-ports'] !== undefined) throw new InvalidArgumentError(`--nat-ports cannot be combined with --nat ${v.nat}: the preset fixes the connections per address`);
     return { addresses, portsPerAddress: NAT_PRESETS[v.nat].perAddress, source: NAT_PRESETS[v.nat].source, preset: v.nat };
   }

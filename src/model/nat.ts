@@ -29,6 +29,13 @@ export const NAT_PRESETS = {
     words: 'Azure NAT gateway: up to 50,000 concurrent connections per public IP address to the same destination endpoint (64,512 SNAT ports per address)',
     source: 'https://learn.microsoft.com/azure/nat-gateway/nat-gateway-resource (Performance; SNAT port reuse)',
   },
+  gcp: {
+    perAddress: 64_512,
+    words:
+      'Google Cloud NAT: 64,512 TCP source ports per NAT IP address (1024-65535), each reusable for different destinations (address, port, protocol); ' +
+      'one VM gets only the ports allocated to it (minimum ports per VM, 64 by default), so it alone reaches that many connections to one destination',
+    source: 'https://cloud.google.com/nat/docs/ports-and-addresses (Ports; Port reservation)',
+  },
 } as const;
 
 /** Names of the cloud presets. */
