@@ -41,13 +41,21 @@ test('limits through the API: the same ceiling as `fourtuple limits --json`', ()
 
 test('the probe engine through the API: 300 held on loopback, progress events, nothing left', async () => {
   let progress = 0;
+  const closing: number[] = [];
   const probe = new api.Probe({ ...api.PROBE_DEFAULTS, connections: 300, durationS: 30, to: [], from: [], sink: true });
-  probe.on('progress', () => progress++);
+  probe.on('progress', (p: { phase: string; leftToClose?: number }) => {
+    progress++;
+    if (p.phase === 'closing') closing.push(p.leftToClose ?? -1);
+    else assert.equal(p.leftToClose, undefined);
+  });
   const r = await probe.run();
   assert.equal(r.held, 300);
   assert.equal(r.stoppedBy, 'target');
   assert.deepEqual(r.cleanup, { left: 0, timeWait: 0 });
   assert.ok(progress > 0, 'progress was emitted');
+  // Closing says how many sockets are left: at first the clients' 300 and what the sink had reported accepting.
+  assert.ok(closing.length > 0 && closing[0] >= 300 && closing[0] <= 600, `closing progress ${closing.join(', ')}`);
+  for (let i = 1; i < closing.length; i++) assert.ok(closing[i] <= closing[i - 1], 'left to close never grows');
 });
 
 test('the socket table and its aggregation through the API see a listener and its connection', async () => {

@@ -5,7 +5,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mergeEndpoints, rampPace, sparkline } from '../dist/report/probe.js';
+import { mergeEndpoints, rampPace, renderProgress, sparkline } from '../dist/report/probe.js';
 
 test('mergeEndpoints: one entry per address, its ports as ranges, in order of first appearance', () => {
   const ports = Array.from({ length: 79 }, (_, i) => `127.0.0.1:${7000 + i}`);
@@ -64,4 +64,10 @@ test('sparkline: the shape in block characters, at most the width asked', () => 
   assert.equal(sparkline([0, 0, 0]), '▁▁▁');
   assert.equal(sparkline(Array.from({ length: 600 }, (_, i) => i), 60).length, 60);
   assert.equal(sparkline([]), '');
+});
+
+test('renderProgress: held against the target while ramping, sockets left while closing', () => {
+  const base = { elapsedMs: 12_345, held: 50_000, accepted: 49_000, ratePerSec: 20_000, errors: 3 };
+  assert.equal(renderProgress({ ...base, phase: 'ramping' }, 100_000), 'ramping  held 50,000 (50%)  accepted 49,000  20,000/s  errors 3  12.3 s');
+  assert.equal(renderProgress({ ...base, phase: 'closing', leftToClose: 61_000 }, 100_000), 'closing  61,000 sockets left to close  12.3 s');
 });

@@ -80,6 +80,8 @@ export interface ProbeProgress {
   readonly ratePerSec: number;
   readonly errors: number;
   readonly phase: Phase;
+  /** While closing: sockets of the run still open, both ends counted (the workers report as each one finishes). */
+  readonly leftToClose?: number;
 }
 
 type Phase = 'starting' | 'ramping' | 'holding' | 'closing' | 'done';
@@ -211,6 +213,9 @@ export class Probe extends EventEmitter {
   #ticker: NodeJS.Timeout | undefined;
   #memory = { userBytes: 0, kernelBytes: 0 };
   #kernelBefore = 0;
+  /** Sockets still to close, and the workers that have closed theirs (phase 'closing'). */
+  #leftToClose = 0;
+  readonly #closedWorkers = new Set<WorkerHandle>();
   /** Connections held now, over every client worker. */
   #held = 0;
   #clientSpare: WorkerHandle | undefined;
@@ -242,6 +247,10 @@ export class Probe extends EventEmitter {
       this.#measurePeak();
       if (this.#o.holdS > 0 && this.#stopReason !== 'signal') await this.#hold();
       this.#phase = 'closing';
+      this.#leftToClose = this.#total().held + (this.#sink?.held ?? 0);
+      this.#sink?.on('closed', (_w: WorkerHandle, n: number) => {
+        this.#leftToClose = Math.max(0, this.#leftToClose - n);
+      });
       this.#emitProgress();
       await this.#closeAll();
       const after = this.#countRunSockets();
@@ -408,6 +417,9 @@ export class Probe extends EventEmitter {
       case 'ports':
         this.#ports.set(w, m.pairs);
         break;
+      case 'closed':
+        this.#workerClosed(w, m.closed);
+        break;
       case 'done':
         this.#setStats(w, m.stats);
         this.#doneClients.add(w);
@@ -439,6 +451,7 @@ export class Probe extends EventEmitter {
   }
 
   #onExit = (w: WorkerHandle): void => {
+    if (this.#phase === 'closing') this.#workerClosed(w, this.#stats.get(w)?.held ?? 0);
     if (this.#phase === 'closing' || this.#phase === 'done') return;
     if (w === this.#clientSpare) {
       this.#clientSpare = undefined;
@@ -482,6 +495,10 @@ export class Probe extends EventEmitter {
   }
 
   #sample(now: number): void {
+    if (this.#phase === 'closing') {
+      this.#emitProgress();
+      return;
+    }
     const t = this.#total();
     const dt = (now - this.#lastProgressAt) / 1000;
     const rate = dt > 0 ? (t.held - this.#lastHeld) / dt : 0;
@@ -508,7 +525,8 @@ export class Probe extends EventEmitter {
 
   #emitProgress(held = this.#held, rate = 0, errors = 0): void {
     const accepted = this.#sink?.held ?? 0;
-    const p: ProbeProgress = { elapsedMs: performance.now() - this.#started, held, accepted, ratePerSec: rate, errors, phase: this.#phase };
+    const closing = this.#phase === 'closing' ? { leftToClose: this.#leftToClose } : {};
+    const p: ProbeProgress = { elapsedMs: performance.now() - this.#started, held, accepted, ratePerSec: rate, errors, phase: this.#phase, ...closing };
     this.emit('progress', p);
   }
 
@@ -576,6 +594,13 @@ export class Probe extends EventEmitter {
   async #closeGroup(group: WorkerHandle[]): Promise<void> {
     for (const w of group) if (!w.exit) w.send({ type: 'close' });
     await reap(group, CLOSE_GRACE_MS);
+  }
+
+  /** A client worker has closed its `n` sockets (it said so, or it exited). */
+  #workerClosed(w: WorkerHandle, n: number): void {
+    if (this.#closedWorkers.has(w)) return;
+    this.#closedWorkers.add(w);
+    this.#leftToClose = Math.max(0, this.#leftToClose - n);
   }
 
   /** Sockets of this run still in the kernel's table: open ones, and TIME_WAIT. */

@@ -15,6 +15,9 @@ const STOP_WORDS: Record<ProbeResult['stoppedBy'], string> = {
 
 /** The one-line live progress (stderr, TTY only). */
 export function renderProgress(p: ProbeProgress, target: number): string {
+  if (p.phase === 'closing' && p.leftToClose !== undefined) {
+    return `closing  ${num(p.leftToClose)} sockets left to close  ${(p.elapsedMs / 1000).toFixed(1)} s`;
+  }
   const pct = target ? ` (${Math.floor((100 * p.held) / target)}%)` : '';
   return `${p.phase.padEnd(8)} held ${num(p.held)}${pct}  accepted ${num(p.accepted)}  ${num(p.ratePerSec)}/s  errors ${num(p.errors)}  ${(p.elapsedMs / 1000).toFixed(1)} s`;
 }
