@@ -87,3 +87,21 @@ test('a worker with a low open-files limit is reported as fd-process / EMFILE', 
   assert.ok(r.held > 50 && r.held < 200, `held ${r.held}`);
   assert.equal(r.cleanup.left, 0);
 });
+
+test('IPv6 on ::1: auto holds exactly the range (the IPv4 sysctl sets both families), nopo one pool per source, explicit past the range', { skip }, () => {
+  const v6 = [RANGE, 'ip -6 addr add ::2/128 dev lo', 'ip -6 addr add ::3/128 dev lo'];
+  const auto = probe(v6, ['--to', '[::1]:7000', '--connections', '500']);
+  assert.equal(auto.held, 100);
+  assert.equal(auto.predicted, 100);
+  assert.equal(auto.limit?.id, 'ephemeral-ports');
+  assert.equal(auto.limit?.errno, 'EADDRNOTAVAIL');
+  assert.deepEqual(auto.cleanup, { left: 0, timeWait: 0 });
+  const nopo = probe(v6, ['--strategy', 'nopo', '--from', '::2-::3', '--to', '[::1]:7000-7001', '--connections', '1000']);
+  assert.equal(nopo.held, 400);
+  assert.equal(nopo.predicted, 400);
+  assert.equal(nopo.limit?.id, 'ephemeral-ports');
+  const explicit = probe(v6, ['--strategy', 'explicit', '--to', '[::1]:7000', '--connections', '300']);
+  assert.equal(explicit.held, 300);
+  assert.equal(explicit.stoppedBy, 'target');
+  assert.deepEqual(explicit.cleanup, { left: 0, timeWait: 0 });
+});
