@@ -20,6 +20,7 @@ interface Report {
   latency: { p50: number; p99: number; max: number };
   memory: { userBytesPerConnection: number; kernelBytesPerConnection: number };
   cleanup: { left: number; timeWait: number };
+  closeMs: number;
   destinations: string[];
   workers: { clients: number; sinks: number; died: { kind: string; pid: number; signal: string | null; held: number }[] };
 }
@@ -87,6 +88,7 @@ test('probe --connections 2000 --json: holds 2,000, reports them and leaves no s
   assert.ok(j.latency.p50 > 0 && j.latency.p50 <= j.latency.p99 && j.latency.p99 <= j.latency.max);
   assert.ok(j.memory.userBytesPerConnection > 0);
   assert.deepEqual(j.cleanup, { left: 0, timeWait: 0 });
+  assert.ok(Number.isInteger(j.closeMs) && j.closeMs >= 0 && j.closeMs < 30_000, `closeMs ${j.closeMs}`);
   assert.ok(j.destinations.length >= 1);
   assert.equal(socketsOf(j.destinations), 0, 'the kernel table holds nothing of the run');
   assert.deepEqual(alive(r.workers), []);
@@ -97,7 +99,7 @@ test('probe human report says how many were held and that nothing is left', asyn
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stdout, /^Held 1,500 concurrent TCP connections; the run reached the target\./);
   assert.match(r.stdout, /Predicted: 1,500 of 1,500/);
-  assert.match(r.stdout, /cleanup\s+no socket of the run left open; TIME_WAIT added: 0/);
+  assert.match(r.stdout, /cleanup\s+no socket of the run left open; TIME_WAIT added: 0; closing took \d+\.\d s/);
 });
 
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {

@@ -47,7 +47,7 @@ function up(args: string[]): void {
 }
 
 function run(): RunJson {
-  const r = cli(['lab', 'run', '--json', '--', 'load', '--to', '10.78.0.100:7000', '--connections', '1000', '--concurrency', '10', '--rate', '300', '--duration', '5']);
+  const r = cli(['lab', 'run', '--json', '--', 'load', '--to', '10.78.0.100:7000', '--connections', '1000', '--duration', '4']);
   assert.equal(r.status, 0, r.stderr);
   return JSON.parse(r.stdout) as RunJson;
 }
@@ -66,45 +66,54 @@ after(() => {
 
 test('through a NAT pool of 200 ports, two clients with 4 addresses each hold exactly 200 (nat-pool), as the model says', { skip }, () => {
   up(['--client-ports', '40000-40199', '--nat', '--gateway-ports', '20000-20199']);
-  const r = run();
-  assert.equal(r.held, 200);
-  assert.equal(r.serverPeak, 200);
-  assert.equal(r.predicted, 200);
-  assert.equal(r.model.natPool, 200);
-  assert.equal(r.stoppedBy.id, 'nat-pool');
-  assert.equal(r.stoppedBy.where, 'gateway');
-  assert.ok((r.errors.ETIMEDOUT ?? 0) > 0, `the dropped SYNs time out at the clients: ${JSON.stringify(r.errors)}`);
-  assert.equal(r.errors.EADDRNOTAVAIL ?? 0, 0);
-  assert.ok((r.conntrack.peak ?? 0) >= 200);
-  assert.deepEqual(r.nat?.use.map((u) => [u.destination, u.natted, u.percent, u.addresses]), [['10.78.0.100:7000', 200, 100, ['10.78.0.1']]], 'the gateway table shows the whole pool in use toward the one destination');
-  const s = JSON.parse(cli(['lab', 'status', '--json']).stdout) as { up: boolean; gateway: { nat: { addresses: string[]; ports: { lo: number; hi: number } } } };
-  assert.equal(s.up, true);
-  assert.deepEqual(s.gateway.nat, { addresses: ['10.78.0.1'], ports: { lo: 20000, hi: 20199 } });
-  down();
+  try {
+    const r = run();
+    assert.equal(r.held, 200);
+    assert.equal(r.serverPeak, 200);
+    assert.equal(r.predicted, 200);
+    assert.equal(r.model.natPool, 200);
+    assert.equal(r.stoppedBy.id, 'nat-pool');
+    assert.equal(r.stoppedBy.where, 'gateway');
+    assert.ok((r.errors.ETIMEDOUT ?? 0) > 0, `the dropped SYNs time out at the clients: ${JSON.stringify(r.errors)}`);
+    assert.equal(r.errors.EADDRNOTAVAIL ?? 0, 0);
+    assert.ok((r.conntrack.peak ?? 0) >= 200);
+    assert.deepEqual(r.nat?.use.map((u) => [u.destination, u.natted, u.percent, u.addresses]), [['10.78.0.100:7000', 200, 100, ['10.78.0.1']]], 'the gateway table shows the whole pool in use toward the one destination');
+    const s = JSON.parse(cli(['lab', 'status', '--json']).stdout) as { up: boolean; gateway: { nat: { addresses: string[]; ports: { lo: number; hi: number } } } };
+    assert.equal(s.up, true);
+    assert.deepEqual(s.gateway.nat, { addresses: ['10.78.0.1'], ports: { lo: 20000, hi: 20199 } });
+  } finally {
+    down();
+  }
   assertClean();
 });
 
 test('a second gateway address doubles the NAT pool: 400', { skip }, () => {
   up(['--client-ports', '40000-40199', '--nat', '--gateway-addresses', '2', '--gateway-ports', '20000-20199']);
-  const r = run();
-  assert.equal(r.held, 400);
-  assert.equal(r.predicted, 400);
-  assert.equal(r.stoppedBy.id, 'nat-pool');
-  down();
+  try {
+    const r = run();
+    assert.equal(r.held, 400);
+    assert.equal(r.predicted, 400);
+    assert.equal(r.stoppedBy.id, 'nat-pool');
+  } finally {
+    down();
+  }
   assertClean();
 });
 
 test('without NAT the clients reach 2 × 4 × their own 50-port range: 400 (client ports, EADDRNOTAVAIL)', { skip }, () => {
   up(['--client-ports', '40000-40049']);
-  const r = run();
-  assert.equal(r.held, 400);
-  assert.equal(r.predicted, 400);
-  assert.equal(r.model.natPool, null);
-  assert.equal(r.stoppedBy.id, 'ephemeral-ports');
-  assert.equal(r.stoppedBy.where, 'clients');
-  assert.ok((r.errors.EADDRNOTAVAIL ?? 0) > 0);
-  assert.equal(r.conntrack.peak ?? 0, 0, 'no tracking without the NAT rule');
-  down();
+  try {
+    const r = run();
+    assert.equal(r.held, 400);
+    assert.equal(r.predicted, 400);
+    assert.equal(r.model.natPool, null);
+    assert.equal(r.stoppedBy.id, 'ephemeral-ports');
+    assert.equal(r.stoppedBy.where, 'clients');
+    assert.ok((r.errors.EADDRNOTAVAIL ?? 0) > 0);
+    assert.equal(r.conntrack.peak ?? 0, 0, 'no tracking without the NAT rule');
+  } finally {
+    down();
+  }
   assertClean();
 });
 

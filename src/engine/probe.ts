@@ -142,6 +142,8 @@ export interface ProbeResult {
   readonly sourcePorts: ReturnType<typeof sourcePortStats>;
   readonly memory: { readonly userBytes: number; readonly userBytesPerConnection: number | null; readonly kernelBytes: number; readonly kernelBytesPerConnection: number | null };
   readonly cleanup: { readonly left: number; readonly timeWait: number };
+  /** From the end of the ramp (or hold) until every process of the run had exited and the table was checked. */
+  readonly closeMs: number;
   readonly destinations: readonly string[];
   readonly sources: readonly string[];
   readonly strategy: Strategy;
@@ -252,9 +254,10 @@ export class Probe extends EventEmitter {
         this.#leftToClose = Math.max(0, this.#leftToClose - n);
       });
       this.#emitProgress();
+      const closeStart = performance.now();
       await this.#closeAll();
       const after = this.#countRunSockets();
-      return this.#result({ left: after.left, timeWait: Math.max(0, after.timeWait - timeWaitBefore) });
+      return this.#result({ left: after.left, timeWait: Math.max(0, after.timeWait - timeWaitBefore) }, Math.round(performance.now() - closeStart));
     } finally {
       clearInterval(this.#ticker);
       closeListeners(this.#listeners);
@@ -640,7 +643,7 @@ export class Probe extends EventEmitter {
     return { median: round(median(this.#rates)), peak: round(Math.max(...this.#rates)), samples: this.#rates.map(Math.round) };
   }
 
-  #result(cleanup: { left: number; timeWait: number }): ProbeResult {
+  #result(cleanup: { left: number; timeWait: number }, closeMs: number): ProbeResult {
     const t = this.#total();
     const o = this.#o;
     const stoppedBy = this.#stopReason ?? 'target';
@@ -680,6 +683,7 @@ export class Probe extends EventEmitter {
         kernelBytesPerConnection: held ? Math.round(this.#memory.kernelBytes / held) : null,
       },
       cleanup,
+      closeMs,
       destinations: this.#targets.map(fmtTarget),
       sources: o.from,
       strategy: o.strategy,

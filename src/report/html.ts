@@ -72,7 +72,7 @@ td.n { text-align: right; white-space: nowrap; } tr.binding { background: #fff4d
 <h1>${esc(num(r.held))} concurrent TCP connections held${r.held > 65536 ? ' — more than 65,536, from one host' : ''}</h1>
 <p class="headline">Predicted ${esc(num(r.predicted))} of ${esc(num(r.target))} asked; the model's ceiling for the host is ${esc(num(r.ceiling.connections))}, bound by ${esc(bindingWords)}.</p>
 <p>Limit hit: ${esc(limit)}.${r.ceiling.remedy ? ` To lift the ceiling: ${esc(r.ceiling.remedy)}.` : ''}</p>
-<p class="muted">Ramp ${esc((r.rampMs / 1000).toFixed(1))} s; connect rate median ${esc(num(r.rate.median))}/s, peak ${esc(num(r.rate.peak))}/s; latency p50 ${esc(r.latency.p50?.toFixed(2) ?? '-')} ms, p99 ${esc(r.latency.p99?.toFixed(2) ?? '-')} ms; user space ${esc(num(r.memory.userBytesPerConnection))} B and kernel ${esc(num(r.memory.kernelBytesPerConnection))} B per connection; cleanup: ${esc(r.cleanup.left)} sockets left, ${esc(r.cleanup.timeWait)} TIME_WAIT added.</p>
+<p class="muted">Ramp ${esc((r.rampMs / 1000).toFixed(1))} s; connect rate median ${esc(num(r.rate.median))}/s, peak ${esc(num(r.rate.peak))}/s; latency p50 ${esc(r.latency.p50?.toFixed(2) ?? '-')} ms, p99 ${esc(r.latency.p99?.toFixed(2) ?? '-')} ms; user space ${esc(num(r.memory.userBytesPerConnection))} B and kernel ${esc(num(r.memory.kernelBytesPerConnection))} B per connection; cleanup: ${esc(r.cleanup.left)} sockets left, ${esc(r.cleanup.timeWait)} TIME_WAIT added${typeof r.closeMs === 'number' ? `, closing took ${esc((r.closeMs / 1000).toFixed(1))} s` : ''}.</p>
 
 ${pace}
 <h2>Held connections and connect rate over time</h2><div class="chart" id="held"></div>

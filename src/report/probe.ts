@@ -58,7 +58,9 @@ export function renderProbe(r: ProbeResult): string {
   out.push(`  memory          user space ${bytes(r.memory.userBytes)} (${perU} per connection, ${r.workers.clients} client + ${r.workers.sinks} sink processes); kernel +${bytes(r.memory.kernelBytes)} (${perK} per connection)`);
   for (const d of r.workers.died) out.push(`  worker died     ${d.kind} pid ${d.pid} (${d.signal ?? `exit ${d.code}`}) holding ${num(d.held)}`);
   const clean = r.cleanup.left === 0 ? 'no socket of the run left open' : `${num(r.cleanup.left)} sockets of the run still open`;
-  out.push(`  cleanup         ${clean}; TIME_WAIT added: ${num(r.cleanup.timeWait)}`);
+  // closeMs is absent from results saved by versions before it.
+  const took = typeof r.closeMs === 'number' ? `; closing took ${(r.closeMs / 1000).toFixed(1)} s` : '';
+  out.push(`  cleanup         ${clean}; TIME_WAIT added: ${num(r.cleanup.timeWait)}${took}`);
   return out.join('\n');
 }
 
