@@ -102,6 +102,16 @@ test('probe human report says how many were held and that nothing is left', asyn
   assert.match(r.stdout, /cleanup\s+no socket of the run left open; TIME_WAIT added: 0; closing took \d+\.\d s/);
 });
 
+test('--rate caps the whole run, also when one client process is enough (4,000 at 2,000/s: about 2 s)', async () => {
+  const r = await runProbe(['--connections', '4000', '--rate', '2000', '--json']);
+  assert.equal(r.status, 0, r.stderr);
+  const j = JSON.parse(r.stdout) as Report & { rampMs: number; workers: { clients: number } };
+  assert.equal(j.held, 4000);
+  assert.equal(j.workers.clients, 1);
+  // Not faster than the cap allows (less a first burst), and not a third of it, as when the cap was split three ways.
+  assert.ok(j.rampMs >= 1700 && j.rampMs < 4000, `ramp ${j.rampMs} ms`);
+});
+
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   test(`${signal} ends a run within 2 seconds and leaves nothing behind`, async () => {
     let sentAt = 0;

@@ -19,6 +19,7 @@ import { median, occupancyCurve, sourcePortStats, sumStats } from './aggregate.j
 import { quantile } from './histogram.js';
 import { closeListeners, fmtTarget, ListenError, openFreeListeners, openListener, type Listener } from './listeners.js';
 import { kernelSocketBytes, pssBytes } from './memory.js';
+import { cpuSnapshot, othersCpu, procEntryBytes, type CpuSnapshot, type OthersCpu } from './others.js';
 import type { ClientConfig, ClientStats, FromWorker, Target } from './protocol.js';
 import { FD_RESERVE, SinkPool } from './sink-pool.js';
 import { reap, spawnWorker, type WorkerHandle } from './worker-pool.js';
@@ -144,6 +145,19 @@ export interface ProbeResult {
   readonly cleanup: { readonly left: number; readonly timeWait: number };
   /** From the end of the ramp (or hold) until every process of the run had exited and the table was checked. */
   readonly closeMs: number;
+  /**
+   * Other programs on the host: the share of all CPU time (every core) their
+   * user-space processes took during the ramp, the one that took the most,
+   * and the kernel memory of the /proc entries cached for the run's
+   * descriptors by a program listing /proc/PID/fd (inside kernelBytes).
+   * Null where it could not be read (/proc/slabinfo is root's).
+   */
+  readonly others: {
+    readonly cpuShare: number | null;
+    readonly top: { readonly pid: number; readonly name: string; readonly cpuShare: number } | null;
+    readonly procEntryBytes: number | null;
+    readonly procEntryBytesPerConnection: number | null;
+  };
   readonly destinations: readonly string[];
   readonly sources: readonly string[];
   readonly strategy: Strategy;
@@ -215,6 +229,9 @@ export class Probe extends EventEmitter {
   #ticker: NodeJS.Timeout | undefined;
   #memory = { userBytes: 0, kernelBytes: 0 };
   #kernelBefore = 0;
+  #procEntriesBefore: number | null = null;
+  #cpuAtRamp: CpuSnapshot | null = null;
+  #others: { cpu: OthersCpu | null; procEntryBytes: number | null } = { cpu: null, procEntryBytes: null };
   /** Sockets still to close, and the workers that have closed theirs (phase 'closing'). */
   #leftToClose = 0;
   readonly #closedWorkers = new Set<WorkerHandle>();
@@ -244,6 +261,7 @@ export class Probe extends EventEmitter {
       this.#plan();
       const timeWaitBefore = this.#countRunSockets().timeWait;
       this.#kernelBefore = kernelSocketBytes();
+      this.#procEntriesBefore = procEntryBytes();
       await this.#startSinks();
       await this.#ramp();
       this.#measurePeak();
@@ -343,6 +361,7 @@ export class Probe extends EventEmitter {
 
   #ramp(): Promise<void> {
     this.#phase = 'ramping';
+    this.#cpuAtRamp = cpuSnapshot();
     this.#rampStart = performance.now();
     this.#lastProgressAt = this.#rampStart;
     this.#lastGrowthAt = this.#rampStart;
@@ -373,6 +392,8 @@ export class Probe extends EventEmitter {
     this.#quotaOf.set(w, quota);
     this.#active++;
     const heldPerTarget = this.#targets.map(() => Math.round(this.#held / Math.max(1, this.#targets.length)));
+    // --concurrency and --rate are for the whole run: shared by the clients that ramp at once.
+    const ramping = Math.max(1, Math.min(o.parallel, this.#plannedClients));
     const pool = ephemeralPool(this.#facts)?.size ?? 0;
     const config: ClientConfig = {
       kind: 'client',
@@ -382,8 +403,8 @@ export class Probe extends EventEmitter {
       sources: o.from,
       targets: this.#targets,
       quota,
-      concurrency: Math.max(1, Math.ceil(o.concurrency / o.parallel)),
-      rate: o.rate > 0 ? o.rate / o.parallel : 0,
+      concurrency: Math.max(1, Math.ceil(o.concurrency / ramping)),
+      rate: o.rate > 0 ? o.rate / ramping : 0,
       connectTimeoutMs: o.connectTimeoutMs,
       close: o.close,
       explicitPorts: o.strategy === 'explicit' ? explicitPool(this.#facts).toString() : '',
@@ -541,7 +562,18 @@ export class Probe extends EventEmitter {
       this.#peakAt = performance.now();
     }
     this.#memory = { userBytes: this.#userBytes(), kernelBytes: Math.max(0, kernelSocketBytes() - this.#kernelBefore) };
+    this.#measureOthers();
     this.#closeTimeline(performance.now(), t);
+  }
+
+  /** What other programs took during the ramp (CPU) and cached for the run's descriptors (/proc entries). */
+  #measureOthers(): void {
+    const now = cpuSnapshot();
+    const ours = new Set([process.pid, ...[...this.#clients, ...(this.#sink?.workers ?? [])].map((w) => w.pid)]);
+    const cpu = this.#cpuAtRamp && now ? othersCpu(this.#cpuAtRamp, now, ours) : null;
+    const entries = procEntryBytes();
+    const procEntries = entries !== null && this.#procEntriesBefore !== null ? Math.max(0, entries - this.#procEntriesBefore) : null;
+    this.#others = { cpu, procEntryBytes: procEntries };
   }
 
   /**
@@ -662,6 +694,7 @@ export class Probe extends EventEmitter {
     const predicted = ceiling.connections === null ? null : Math.min(o.connections, ceiling.connections);
     const held = this.#peak;
     const now = performance.now();
+    const topOther = this.#others.cpu?.top;
     return {
       target: o.connections,
       held,
@@ -684,6 +717,12 @@ export class Probe extends EventEmitter {
       },
       cleanup,
       closeMs,
+      others: {
+        cpuShare: this.#others.cpu ? round3(this.#others.cpu.share) : null,
+        top: topOther ? { pid: topOther.pid, name: topOther.name, cpuShare: round3(topOther.share) } : null,
+        procEntryBytes: this.#others.procEntryBytes,
+        procEntryBytesPerConnection: held && this.#others.procEntryBytes !== null ? Math.round(this.#others.procEntryBytes / held) : null,
+      },
       destinations: this.#targets.map(fmtTarget),
       sources: o.from,
       strategy: o.strategy,
@@ -706,6 +745,11 @@ function capped(q: number | null, max: number): number | null {
 
 function factValue<T>(f: { known: boolean; value?: T }): T | null {
   return f.known ? (f.value as T) : null;
+}
+
+/** A share to three decimals (0.183 is 18.3%). */
+function round3(n: number): number {
+  return Math.round(n * 1000) / 1000;
 }
 
 function round(n: number | null): number | null {

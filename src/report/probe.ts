@@ -56,12 +56,43 @@ export function renderProbe(r: ProbeResult): string {
   const perU = r.memory.userBytesPerConnection === null ? '-' : bytes(r.memory.userBytesPerConnection);
   const perK = r.memory.kernelBytesPerConnection === null ? '-' : bytes(r.memory.kernelBytesPerConnection);
   out.push(`  memory          user space ${bytes(r.memory.userBytes)} (${perU} per connection, ${r.workers.clients} client + ${r.workers.sinks} sink processes); kernel +${bytes(r.memory.kernelBytes)} (${perK} per connection)`);
+  const others = othersLine(r);
+  if (others) out.push(`  other programs  ${others}`);
   for (const d of r.workers.died) out.push(`  worker died     ${d.kind} pid ${d.pid} (${d.signal ?? `exit ${d.code}`}) holding ${num(d.held)}`);
   const clean = r.cleanup.left === 0 ? 'no socket of the run left open' : `${num(r.cleanup.left)} sockets of the run still open`;
   // closeMs is absent from results saved by versions before it.
   const took = typeof r.closeMs === 'number' ? `; closing took ${(r.closeMs / 1000).toFixed(1)} s` : '';
   out.push(`  cleanup         ${clean}; TIME_WAIT added: ${num(r.cleanup.timeWait)}${took}`);
   return out.join('\n');
+}
+
+/** Shares below these are not worth a line: other programs' CPU during the ramp, and their /proc entries' part of the kernel's memory. */
+const OTHERS_CPU_NOTABLE = 0.05;
+const PROC_ENTRIES_NOTABLE = 0.05;
+
+/**
+ * What other programs cost the run, when it is notable: their CPU during
+ * the ramp and the /proc/PID/fd entries one cached for the run's
+ * descriptors. Null otherwise, and for results saved before it was measured.
+ */
+export function othersLine(r: Pick<ProbeResult, 'others' | 'memory'>): string | null {
+  const o = r.others as ProbeResult['others'] | undefined;
+  if (!o) return null;
+  const parts: string[] = [];
+  if (o.cpuShare !== null && o.cpuShare >= OTHERS_CPU_NOTABLE) {
+    const top = o.top ? ` (most: ${o.top.name}, pid ${o.top.pid}, ${pct(o.top.cpuShare)})` : '';
+    parts.push(`took ${pct(o.cpuShare)} of the CPU during the ramp${top}`);
+  }
+  const per = o.procEntryBytesPerConnection;
+  const kernel = r.memory.kernelBytesPerConnection;
+  if (per !== null && kernel && per / kernel >= PROC_ENTRIES_NOTABLE) {
+    parts.push(`the /proc/PID/fd entries cached by one listing this run's descriptors took ${bytes(per)} per connection of the kernel's ${bytes(kernel)}`);
+  }
+  return parts.length ? parts.join('; ') : null;
+}
+
+function pct(share: number): string {
+  return `${Math.round(share * 100)}%`;
 }
 
 function summarize(list: readonly string[]): string {
