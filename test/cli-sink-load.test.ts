@@ -80,3 +80,38 @@ test('sink and load bad input: exit 2, one line', () => {
     assert.equal(r.stdout, '');
   }
 });
+
+test('connections a server resets during the ramp are not counted as held: the clients poll what they hold when it ends', async () => {
+  const net = await import('node:net');
+  let accepted = 0;
+  const sockets: import('node:net').Socket[] = [];
+  const server = net.createServer((s) => {
+    s.on('error', () => {});
+    // Every other connection is reset as soon as it is accepted; the rest are held.
+    if (accepted++ % 2 === 1) s.resetAndDestroy();
+    else sockets.push(s);
+  });
+  await new Promise<void>((r) => server.listen(7330, '127.0.0.1', r));
+  try {
+    const r = await new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
+      const child = spawn(process.execPath, [CLI, 'load', '--to', '127.0.0.1:7330', '--connections', '200', '--hold', '3', '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (d) => (stdout += d));
+      child.stderr.on('data', (d) => (stderr += d));
+      child.on('exit', (status) => resolve({ status, stdout, stderr }));
+    });
+    assert.equal(r.status, 0, r.stderr);
+    const j = JSON.parse(r.stdout) as { held: number; lost: number; stoppedBy: string };
+    // The clients opened connections until 200 looked held, half of them reset by the server, most
+    // of those before the ramp ended: counted then, 200 would have been the run's peak. The resets
+    // still in flight when the clients polled are found during the hold.
+    assert.ok(j.held < 200, `held ${j.held}`);
+    assert.ok(j.held + j.lost >= 200, `held ${j.held} + lost ${j.lost}: every one of the 200 is either`);
+    assert.ok(j.lost >= 80, `lost ${j.lost}: about one in two was reset`);
+    assert.equal(j.stoppedBy, 'target');
+  } finally {
+    for (const s of sockets) s.destroy();
+    await new Promise<void>((r) => server.close(() => r()));
+  }
+});

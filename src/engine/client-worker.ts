@@ -116,11 +116,16 @@ class ClientWorker {
 
   /**
    * Polling every held descriptor costs as much as a connect per descriptor,
-   * so it waits until the whole run stops ramping.
+   * so it waits until the whole run stops ramping. Then it polls them all at
+   * once and says what is still held: a connection reset during the ramp
+   * (a NAT gateway reusing its mapping, a server resetting) would otherwise
+   * still count in the run's peak.
    */
   #startHeldChecks(): void {
     if (this.#checking) return;
     this.#checking = true;
+    this.#sweepHeld();
+    send({ type: 'checked', stats: this.stats() });
     setTimeout(this.#checkHeld, HOLD_CHECK_MS).unref();
   }
 
@@ -362,8 +367,16 @@ class ClientWorker {
   /** While holding, notices connections the peer reset or closed (a dead sink), closes and counts them. */
   #checkHeld = (): void => {
     if (this.#state !== 'hold' || this.#held === 0) return;
-    const set = new ffi.PollSet(Math.min(this.#held, 4096));
     const lostBefore = this.#lost;
+    this.#sweepHeld();
+    if (this.#lost !== lostBefore) send({ type: 'progress', stats: this.stats() });
+    setTimeout(this.#checkHeld, HOLD_CHECK_MS).unref();
+  };
+
+  /** Polls every held descriptor; closes and counts as lost those reset or hung up. */
+  #sweepHeld(): void {
+    if (this.#held === 0) return;
+    const set = new ffi.PollSet(Math.min(this.#held, 4096));
     for (let base = 0; base < this.#held; ) {
       const n = Math.min(set.capacity, this.#held - base);
       for (let i = 0; i < n; i++) set.set(i, this.#fds[base + i], POLLRDHUP);
@@ -382,9 +395,7 @@ class ClientWorker {
         base = w;
       } else base += n;
     }
-    if (this.#lost !== lostBefore) send({ type: 'progress', stats: this.stats() });
-    setTimeout(this.#checkHeld, HOLD_CHECK_MS).unref();
-  };
+  }
 
   /** Closes every held descriptor (RST when close is 'rst': SO_LINGER 0 was set at creation). */
   closeAll(): number {

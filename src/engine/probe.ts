@@ -191,6 +191,10 @@ const FILL_TARGET = 0.45;
 const STALL_MS = 5000;
 /** No growth for this long before the time bound: the run had stopped on a limit. */
 const TIME_STALL_MS = 1000;
+/** How long to wait for the clients' count of what they hold once the ramp is over: this much... */
+const CHECK_WAIT_MS = 2000;
+/** ...plus this per connection held (one poll of 20,000 descriptors takes about 7 ms here). */
+const CHECK_WAIT_US_PER_CONNECTION = 2;
 /** How long a worker may take to close its descriptors before it is killed. */
 const CLOSE_GRACE_MS = 1500;
 
@@ -232,6 +236,10 @@ export class Probe extends EventEmitter {
   #procEntriesBefore: number | null = null;
   #cpuAtRamp: CpuSnapshot | null = null;
   #others: { cpu: OthersCpu | null; procEntryBytes: number | null } = { cpu: null, procEntryBytes: null };
+  /** Clients that have counted what they still hold since the ramp ended. */
+  readonly #checked = new Set<WorkerHandle>();
+  #onChecked: (() => void) | undefined;
+  #heldCounted = false;
   /** Sockets still to close, and the workers that have closed theirs (phase 'closing'). */
   #leftToClose = 0;
   readonly #closedWorkers = new Set<WorkerHandle>();
@@ -264,6 +272,7 @@ export class Probe extends EventEmitter {
       this.#procEntriesBefore = procEntryBytes();
       await this.#startSinks();
       await this.#ramp();
+      await this.#countHeld();
       this.#measurePeak();
       if (this.#o.holdS > 0 && this.#stopReason !== 'signal') await this.#hold();
       this.#phase = 'closing';
@@ -383,7 +392,8 @@ export class Probe extends EventEmitter {
   /** Starts the next client worker if the plan has one left and the ramp goes on. */
   #nextClient(): void {
     const o = this.#o;
-    if (this.#phase !== 'ramping' || this.#assigned >= o.connections) return;
+    // Once the ramp has ended (target, limit, time, signal), a client finishing starts no other.
+    if (this.#phase !== 'ramping' || this.#stopReason || this.#assigned >= o.connections) return;
     const quota = Math.min(this.#clientQuota, o.connections - this.#assigned);
     this.#assigned += quota;
     const w = this.#clientSpare ?? this.#spawnClient();
@@ -441,6 +451,11 @@ export class Probe extends EventEmitter {
       case 'ports':
         this.#ports.set(w, m.pairs);
         break;
+      case 'checked':
+        this.#setStats(w, m.stats);
+        this.#checked.add(w);
+        this.#onChecked?.();
+        break;
       case 'closed':
         this.#workerClosed(w, m.closed);
         break;
@@ -476,6 +491,8 @@ export class Probe extends EventEmitter {
 
   #onExit = (w: WorkerHandle): void => {
     if (this.#phase === 'closing') this.#workerClosed(w, this.#stats.get(w)?.held ?? 0);
+    // A client gone while the others count what they hold: no answer will come from it.
+    this.#onChecked?.();
     if (this.#phase === 'closing' || this.#phase === 'done') return;
     if (w === this.#clientSpare) {
       this.#clientSpare = undefined;
@@ -554,12 +571,39 @@ export class Probe extends EventEmitter {
     this.emit('progress', p);
   }
 
+  /**
+   * Waits until every started client that is still alive has polled what it
+   * holds since the ramp ended ('checked'), or CHECK_WAIT_MS plus a little
+   * per connection has passed.
+   */
+  async #countHeld(): Promise<void> {
+    const waiting = (): WorkerHandle[] => this.#clients.filter((w) => !w.exit && this.#quotaOf.has(w) && !this.#checked.has(w));
+    if (waiting().length === 0) {
+      this.#heldCounted = true;
+      return;
+    }
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, CHECK_WAIT_MS + this.#held * CHECK_WAIT_US_PER_CONNECTION / 1000);
+      this.#onChecked = () => {
+        if (waiting().length > 0) return;
+        clearTimeout(timer);
+        this.#heldCounted = true;
+        resolve();
+      };
+    });
+    this.#onChecked = undefined;
+  }
+
   /** Waits for in-flight reports, then records the peak and its memory. */
   #measurePeak(): void {
     const t = this.#total();
     if (t.held >= this.#peak) {
       this.#peak = t.held;
       this.#peakAt = performance.now();
+    } else if (this.#heldCounted) {
+      // Samples during the ramp counted connections already reset, unseen until the clients
+      // polled them all: what is held now is the best count there is.
+      this.#peak = t.held;
     }
     this.#memory = { userBytes: this.#userBytes(), kernelBytes: Math.max(0, kernelSocketBytes() - this.#kernelBefore) };
     this.#measureOthers();

@@ -91,4 +91,6 @@ export type FromWorker =
   | { readonly type: 'done'; readonly reason: 'quota' | 'limit' | 'stopped' | 'nothing-left'; readonly errno?: string; readonly stats: ClientStats }
   /** Source ports in use, as flat [port, count, port, count, ...] pairs. */
   | { readonly type: 'ports'; readonly pairs: readonly number[] }
+  /** The run's ramp is over and this client has just polled every connection it holds: its counts now. */
+  | { readonly type: 'checked'; readonly stats: ClientStats }
   | { readonly type: 'closed'; readonly closed: number };
