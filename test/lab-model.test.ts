@@ -52,6 +52,15 @@ test('verdict: NAT pool first, then client ports, then the server', () => {
   assert.equal(verdict({ ...base, held: 262144, natCeiling: 1e6, conntrack: { peak: 262144, max: 262144 }, errors: {} }).id, 'conntrack');
 });
 
+test('verdict: clients counting more than the NAT pool maps at once are told why', () => {
+  const base = { targetTotal: 2000, conntrack: { peak: 400, max: 262144 }, clientLimitIds: [null, null], natCeiling: 400, errors: { ETIMEDOUT: 971 } };
+  const over = verdict({ ...base, held: 628 });
+  assert.equal(over.id, 'nat-pool');
+  assert.match(over.words, /exhausted \(400 of 400\)/);
+  assert.match(over.words, /the clients count 628, more than the 400 the pool maps at once/);
+  assert.doesNotMatch(verdict({ ...base, held: 400 }).words, /more than/);
+});
+
 test('verdict: a NAT pool 90% or more used when the time bound came, with timeouts, is the NAT pool', () => {
   const base = { targetTotal: 2000, conntrack: { peak: 760, max: 262144 }, clientLimitIds: [null, null], natCeiling: 800, natPerDestination: 400 };
   const near = verdict({ ...base, held: 760, errors: { ETIMEDOUT: 342 }, natUse: [{ destination: '10.78.0.100:7000', natted: 380 }] });

@@ -121,7 +121,13 @@ export function verdict(input: {
     return { id: 'conntrack', where: 'gateway', words: `the gateway's conntrack table is full (${input.conntrack.peak} of nf_conntrack_max ${input.conntrack.max}): new SYNs are dropped` };
   }
   if (input.natCeiling !== null && held >= input.natCeiling) {
-    return { id: NAT_POOL, where: 'gateway', words: `the gateway's NAT pool is exhausted (${held} of ${input.natCeiling}): it drops the SYNs it cannot map, the clients see ${timeouts ? `ETIMEDOUT (${n('ETIMEDOUT')})` : 'timeouts'}` };
+    const words = `the gateway's NAT pool is exhausted (${Math.min(held, input.natCeiling)} of ${input.natCeiling}): it drops the SYNs it cannot map, the clients see ${timeouts ? `ETIMEDOUT (${n('ETIMEDOUT')})` : 'timeouts'}`;
+    // More than the pool can map at once: seen with hundreds of SYNs retrying against a full pool.
+    const over =
+      held > input.natCeiling
+        ? `; the clients count ${held}, more than the ${input.natCeiling} the pool maps at once: the gateway gave the (address, port) of live connections to new ones, and the server reset the old ones without their clients knowing (fewer connects in flight, --concurrency, avoids it)`
+        : '';
+    return { id: NAT_POOL, where: 'gateway', words: words + over };
   }
   // A pool nearly full when the time bound came: near the end the gateway's search for a free
   // port is bounded and random, and the last ports fill only as the clients retry their SYNs.
