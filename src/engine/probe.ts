@@ -239,10 +239,8 @@ export class Probe extends EventEmitter {
   /** Clients that have counted what they still hold since the ramp ended. */
   readonly #checked = new Set<WorkerHandle>();
   #onChecked: (() => void) | undefined;
-  #heldCounted = false;
-  /** Sockets still to close, and the workers that have closed theirs (phase 'closing'). */
-  #leftToClose = 0;
-  readonly #closedWorkers = new Set<WorkerHandle>();
+  /** Clients that have closed their connections (phase 'closing'). */
+  readonly #closedClients = new Set<WorkerHandle>();
   /** Connections held now, over every client worker. */
   #held = 0;
   #clientSpare: WorkerHandle | undefined;
@@ -276,10 +274,6 @@ export class Probe extends EventEmitter {
       this.#measurePeak();
       if (this.#o.holdS > 0 && this.#stopReason !== 'signal') await this.#hold();
       this.#phase = 'closing';
-      this.#leftToClose = this.#total().held + (this.#sink?.held ?? 0);
-      this.#sink?.on('closed', (_w: WorkerHandle, n: number) => {
-        this.#leftToClose = Math.max(0, this.#leftToClose - n);
-      });
       this.#emitProgress();
       const closeStart = performance.now();
       await this.#closeAll();
@@ -457,7 +451,7 @@ export class Probe extends EventEmitter {
         this.#onChecked?.();
         break;
       case 'closed':
-        this.#workerClosed(w, m.closed);
+        this.#closedClients.add(w);
         break;
       case 'done':
         this.#setStats(w, m.stats);
@@ -490,7 +484,8 @@ export class Probe extends EventEmitter {
   }
 
   #onExit = (w: WorkerHandle): void => {
-    if (this.#phase === 'closing') this.#workerClosed(w, this.#stats.get(w)?.held ?? 0);
+    // Gone while closing, said so or not: the kernel closed what it held on the way out.
+    if (this.#phase === 'closing') this.#closedClients.add(w);
     // A client gone while the others count what they hold: no answer will come from it.
     this.#onChecked?.();
     if (this.#phase === 'closing' || this.#phase === 'done') return;
@@ -566,7 +561,7 @@ export class Probe extends EventEmitter {
 
   #emitProgress(held = this.#held, rate = 0, errors = 0): void {
     const accepted = this.#sink?.held ?? 0;
-    const closing = this.#phase === 'closing' ? { leftToClose: this.#leftToClose } : {};
+    const closing = this.#phase === 'closing' ? { leftToClose: this.#leftToClose() } : {};
     const p: ProbeProgress = { elapsedMs: performance.now() - this.#started, held, accepted, ratePerSec: rate, errors, phase: this.#phase, ...closing };
     this.emit('progress', p);
   }
@@ -577,21 +572,21 @@ export class Probe extends EventEmitter {
    * per connection has passed.
    */
   async #countHeld(): Promise<void> {
-    const waiting = (): WorkerHandle[] => this.#clients.filter((w) => !w.exit && this.#quotaOf.has(w) && !this.#checked.has(w));
-    if (waiting().length === 0) {
-      this.#heldCounted = true;
-      return;
-    }
+    if (this.#allCounted()) return;
     await new Promise<void>((resolve) => {
       const timer = setTimeout(resolve, CHECK_WAIT_MS + this.#held * CHECK_WAIT_US_PER_CONNECTION / 1000);
       this.#onChecked = () => {
-        if (waiting().length > 0) return;
+        if (!this.#allCounted()) return;
         clearTimeout(timer);
-        this.#heldCounted = true;
         resolve();
       };
     });
     this.#onChecked = undefined;
+  }
+
+  /** Whether every started client still alive has answered 'checked'. */
+  #allCounted(): boolean {
+    return this.#clients.every((w) => w.exit || !this.#quotaOf.has(w) || this.#checked.has(w));
   }
 
   /** Waits for in-flight reports, then records the peak and its memory. */
@@ -600,7 +595,7 @@ export class Probe extends EventEmitter {
     if (t.held >= this.#peak) {
       this.#peak = t.held;
       this.#peakAt = performance.now();
-    } else if (this.#heldCounted) {
+    } else if (this.#allCounted()) {
       // Samples during the ramp counted connections already reset, unseen until the clients
       // polled them all: what is held now is the best count there is.
       this.#peak = t.held;
@@ -675,11 +670,11 @@ export class Probe extends EventEmitter {
     await reap(group, CLOSE_GRACE_MS);
   }
 
-  /** A client worker has closed its `n` sockets (it said so, or it exited). */
-  #workerClosed(w: WorkerHandle, n: number): void {
-    if (this.#closedWorkers.has(w)) return;
-    this.#closedWorkers.add(w);
-    this.#leftToClose = Math.max(0, this.#leftToClose - n);
+  /** Sockets of the run still open while it closes: what the clients not yet closed hold, and the sink. */
+  #leftToClose(): number {
+    let n = this.#sink?.held ?? 0;
+    for (const [w, s] of this.#stats) if (!this.#closedClients.has(w)) n += s.held;
+    return n;
   }
 
   /** Sockets of this run still in the kernel's table: open ones, and TIME_WAIT. */

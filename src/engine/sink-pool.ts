@@ -46,7 +46,6 @@ export class SinkPool extends EventEmitter {
   readonly #quotaOf = new Map<WorkerHandle, number>();
   #spare: WorkerHandle | undefined;
   #closing = false;
-  readonly #closedWorkers = new Set<WorkerHandle>();
   readonly #errors = new Map<WorkerHandle, Readonly<Record<string, number>>>();
   #peak = 0;
 
@@ -114,7 +113,8 @@ export class SinkPool extends EventEmitter {
   }
 
   #onMessage = (w: WorkerHandle, m: FromWorker): void => {
-    if (m.type === 'closed') this.#closed(w, m.closed);
+    // Closed: it holds nothing now (`held` counts down while the run closes).
+    if (m.type === 'closed') this.#held.set(w, 0);
     if (m.type !== 'accepted') return;
     this.#held.set(w, m.held);
     this.#errors.set(w, m.errors);
@@ -127,10 +127,10 @@ export class SinkPool extends EventEmitter {
   };
 
   #onExit = (w: WorkerHandle): void => {
-    // Gone without saying so: the kernel closed what it held on the way out.
-    if (this.#closing) return this.#closed(w, this.#held.get(w) ?? 0);
     const held = this.#held.get(w) ?? 0;
+    // Its connections are gone with it, closing or not.
     this.#held.set(w, 0);
+    if (this.#closing) return;
     if (w === this.#spare) {
       this.#spare = undefined;
       return;
@@ -141,13 +141,6 @@ export class SinkPool extends EventEmitter {
     // An accepting worker is gone: let another take its place.
     if (!this.#full.has(w)) this.#activate();
   };
-
-  /** A worker has closed its `n` connections: emits 'closed' (worker, n), once per worker. */
-  #closed(w: WorkerHandle, n: number): void {
-    if (this.#closedWorkers.has(w)) return;
-    this.#closedWorkers.add(w);
-    this.emit('closed', w, n);
-  }
 
   /** Closes every held connection (RST unless 'fin') and waits for every worker to exit. */
   async close(graceMs: number): Promise<void> {

@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { CONSTRAINT_WORDS } from './limits.js';
-import { mergeEndpoints, othersLine, rampPace, type ProbeJson } from './probe.js';
+import { closingTook, mergeEndpoints, othersLine, rampPace, type ProbeJson } from './probe.js';
 import { num } from './format.js';
 import type { ConstraintId } from '../model/limits.js';
 
@@ -30,6 +30,7 @@ function scriptJson(v: unknown): string {
 /** The whole page. */
 export function renderHtml(r: ProbeJson): string {
   const others = othersLine(r);
+  const took = closingTook(r);
   const bindingWords = r.ceiling.binding ? `${CONSTRAINT_WORDS[r.ceiling.binding as ConstraintId]} (${r.ceiling.binding})` : 'unknown';
   const limit = r.limit ? `${r.limit.id ?? 'no constraint'}: ${r.limit.errno} on ${num(r.limit.count)} attempt${r.limit.count === 1 ? "" : "s"} — ${r.limit.words}` : `none: the run ${r.stoppedBy === 'target' ? 'reached its target' : `ended by ${r.stoppedBy}`}`;
   const rows = r.constraints
@@ -73,7 +74,7 @@ td.n { text-align: right; white-space: nowrap; } tr.binding { background: #fff4d
 <h1>${esc(num(r.held))} concurrent TCP connections held${r.held > 65536 ? ' — more than 65,536, from one host' : ''}</h1>
 <p class="headline">Predicted ${esc(num(r.predicted))} of ${esc(num(r.target))} asked; the model's ceiling for the host is ${esc(num(r.ceiling.connections))}, bound by ${esc(bindingWords)}.</p>
 <p>Limit hit: ${esc(limit)}.${r.ceiling.remedy ? ` To lift the ceiling: ${esc(r.ceiling.remedy)}.` : ''}</p>
-<p class="muted">Ramp ${esc((r.rampMs / 1000).toFixed(1))} s; connect rate median ${esc(num(r.rate.median))}/s, peak ${esc(num(r.rate.peak))}/s; latency p50 ${esc(r.latency.p50?.toFixed(2) ?? '-')} ms, p99 ${esc(r.latency.p99?.toFixed(2) ?? '-')} ms; user space ${esc(num(r.memory.userBytesPerConnection))} B and kernel ${esc(num(r.memory.kernelBytesPerConnection))} B per connection; cleanup: ${esc(r.cleanup.left)} sockets left, ${esc(r.cleanup.timeWait)} TIME_WAIT added${typeof r.closeMs === 'number' ? `, closing took ${esc((r.closeMs / 1000).toFixed(1))} s` : ''}.${others ? ` Other programs: ${esc(others)}.` : ''}</p>
+<p class="muted">Ramp ${esc((r.rampMs / 1000).toFixed(1))} s; connect rate median ${esc(num(r.rate.median))}/s, peak ${esc(num(r.rate.peak))}/s; latency p50 ${esc(r.latency.p50?.toFixed(2) ?? '-')} ms, p99 ${esc(r.latency.p99?.toFixed(2) ?? '-')} ms; user space ${esc(num(r.memory.userBytesPerConnection))} B and kernel ${esc(num(r.memory.kernelBytesPerConnection))} B per connection; cleanup: ${esc(r.cleanup.left)} sockets left, ${esc(r.cleanup.timeWait)} TIME_WAIT added${took ? `, ${esc(took)}` : ''}.${others ? ` Other programs: ${esc(others)}.` : ''}</p>
 
 ${pace}
 <h2>Held connections and connect rate over time</h2><div class="chart" id="held"></div>

@@ -60,10 +60,14 @@ export function renderProbe(r: ProbeResult): string {
   if (others) out.push(`  other programs  ${others}`);
   for (const d of r.workers.died) out.push(`  worker died     ${d.kind} pid ${d.pid} (${d.signal ?? `exit ${d.code}`}) holding ${num(d.held)}`);
   const clean = r.cleanup.left === 0 ? 'no socket of the run left open' : `${num(r.cleanup.left)} sockets of the run still open`;
-  // closeMs is absent from results saved by versions before it.
-  const took = typeof r.closeMs === 'number' ? `; closing took ${(r.closeMs / 1000).toFixed(1)} s` : '';
-  out.push(`  cleanup         ${clean}; TIME_WAIT added: ${num(r.cleanup.timeWait)}${took}`);
+  const took = closingTook(r);
+  out.push(`  cleanup         ${clean}; TIME_WAIT added: ${num(r.cleanup.timeWait)}${took ? `; ${took}` : ''}`);
   return out.join('\n');
+}
+
+/** 'closing took N s'; null for results saved by versions that did not measure it. */
+export function closingTook(r: Pick<ProbeResult, 'closeMs'>): string | null {
+  return typeof r.closeMs === 'number' ? `closing took ${(r.closeMs / 1000).toFixed(1)} s` : null;
 }
 
 /** Shares below these are not worth a line: other programs' CPU during the ramp, and their /proc entries' part of the kernel's memory. */
