@@ -8,7 +8,7 @@ import { errnoMeaning } from '../model/errno.js';
 import { parsePorts } from '../model/address.js';
 import { bucketOf, newHistogram } from './histogram.js';
 import type { ClientConfig, ClientStats, ToWorker } from './protocol.js';
-import { raiseNofile, send } from './worker-common.js';
+import { holdCheckInterval, raiseNofile, send } from './worker-common.js';
 
 /** One (source, target) pair the worker round-robins over. */
 interface Combo {
@@ -29,7 +29,6 @@ type Outcome = { reason: 'quota' | 'limit' | 'stopped' | 'nothing-left'; errno?:
 const SLICE_MS = 20;
 const LAUNCH_BATCH = 32;
 const REPORT_MS = 100;
-const HOLD_CHECK_MS = 2000;
 const POLLRDHUP = 0x2000;
 
 class ClientWorker {
@@ -106,13 +105,16 @@ class ClientWorker {
     this.#live = this.#combos.filter((c) => c.alive);
   }
 
-  /** The run's ramp is over: stop opening, and from now on watch the held connections. */
-  stop(): void {
+  /** The run's ramp is over: stop opening, and from now on watch the held connections (`clients` workers do the same). */
+  stop(clients: number): void {
     this.#stopRequested = true;
+    this.#clients = clients;
     if (this.#state === 'hold') this.#startHeldChecks();
   }
 
   #checking = false;
+  #clients = 1;
+  #sweepMs = 0;
 
   /**
    * Polling every held descriptor costs as much as a connect per descriptor,
@@ -126,7 +128,9 @@ class ClientWorker {
     this.#checking = true;
     this.#sweepHeld();
     send({ type: 'checked', stats: this.stats() });
-    setTimeout(this.#checkHeld, HOLD_CHECK_MS).unref();
+    // The first wait is drawn from the second half of the interval, so the clients' checks do not all fall together.
+    const wait = holdCheckInterval(this.#sweepMs, this.#clients);
+    setTimeout(this.#checkHeld, wait * (0.5 + Math.random() / 2)).unref();
   }
 
   stats(): ClientStats {
@@ -370,12 +374,13 @@ class ClientWorker {
     const lostBefore = this.#lost;
     this.#sweepHeld();
     if (this.#lost !== lostBefore) send({ type: 'progress', stats: this.stats() });
-    setTimeout(this.#checkHeld, HOLD_CHECK_MS).unref();
+    setTimeout(this.#checkHeld, holdCheckInterval(this.#sweepMs, this.#clients)).unref();
   };
 
   /** Polls every held descriptor; closes and counts as lost those reset or hung up. */
   #sweepHeld(): void {
     if (this.#held === 0) return;
+    const started = performance.now();
     const set = new ffi.PollSet(Math.min(this.#held, 4096));
     for (let base = 0; base < this.#held; ) {
       const n = Math.min(set.capacity, this.#held - base);
@@ -395,6 +400,7 @@ class ClientWorker {
         base = w;
       } else base += n;
     }
+    this.#sweepMs = performance.now() - started;
   }
 
   /** Closes every held descriptor (RST when close is 'rst': SO_LINGER 0 was set at creation). */
@@ -427,7 +433,7 @@ process.on('message', (msg: ToWorker) => {
       worker?.exclude(msg.key);
       break;
     case 'stop':
-      worker?.stop();
+      worker?.stop(msg.clients);
       break;
     case 'close': {
       const closed = worker?.closeAll() ?? 0;

@@ -516,7 +516,8 @@ export class Probe extends EventEmitter {
     this.#stopReason = reason;
     this.#stopErrno = errno;
     this.#rampEndedAt = performance.now();
-    for (const c of this.#clients) c.send({ type: 'stop' });
+    const live = this.#clients.filter((c) => !c.exit);
+    for (const c of live) c.send({ type: 'stop', clients: live.length });
     if (this.#phase === 'ramping' || this.#phase === 'starting') this.#rampEnded?.();
   }
 

@@ -60,7 +60,8 @@ export interface SinkConfig {
 export type ToWorker =
   | { readonly type: 'start'; readonly config: ClientConfig | SinkConfig }
   | { readonly type: 'exclude'; readonly key: string }
-  | { readonly type: 'stop' }
+  /** The ramp is over; `clients` workers hold connections and check them, each at its share of the checks' budget. */
+  | { readonly type: 'stop'; readonly clients: number }
   | { readonly type: 'close' };
 
 /** Counters a client worker reports, cumulative since its start. */

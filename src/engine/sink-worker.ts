@@ -19,6 +19,9 @@ class SinkWorker {
   #lastReport = 0;
   #running = true;
   readonly #errors: Record<string, number> = {};
+  #errorCount = 0;
+  /** What the last report said: an idle sink (a spare, or the last one while the run holds) sends nothing new. */
+  #reported = { held: -1, errors: -1 };
 
   constructor(config: SinkConfig, quota: number) {
     this.#c = config;
@@ -49,6 +52,7 @@ class SinkWorker {
             if (fd !== -ffi.EAGAIN && fd !== -ffi.EINTR) {
               const name = ffi.errnoName(fd);
               this.#errors[name] = (this.#errors[name] ?? 0) + 1;
+              this.#errorCount++;
             }
             break;
           }
@@ -57,8 +61,10 @@ class SinkWorker {
     }
     const now = performance.now();
     const full = this.#held >= this.#quota;
-    if (now - this.#lastReport >= REPORT_MS || full) {
+    const news = this.#held !== this.#reported.held || this.#errorCount !== this.#reported.errors;
+    if ((news && now - this.#lastReport >= REPORT_MS) || full) {
       this.#lastReport = now;
+      this.#reported = { held: this.#held, errors: this.#errorCount };
       send({ type: 'accepted', held: this.#held, full, errors: { ...this.#errors } });
     }
     // Full: stop polling the listeners for good; the coordinator starts another sink worker.

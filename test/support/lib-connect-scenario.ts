@@ -59,6 +59,16 @@ function count<T>(items: T[], key: (t: T) => string): Record<string, number> {
   return out;
 }
 
+/** Open accepted connections, once they reach `expected` or `ms` have passed. */
+async function acceptedOnceSettled(expected: number, ms: number): Promise<number> {
+  const until = performance.now() + ms;
+  const open = (): number => accepted.filter((c) => !c.destroyed).length;
+  while (open() < expected && performance.now() < until) await new Promise((res) => setTimeout(res, 10));
+  // A moment more, so that accepts beyond the clients' count (a bug) would show too.
+  await new Promise((res) => setTimeout(res, 20));
+  return open();
+}
+
 const closeAll = async (): Promise<void> => {
   for (const s of [...held, ...accepted]) s.resetAndDestroy();
   await Promise.all(servers.map((srv) => new Promise((res) => srv.close(res))));
@@ -102,8 +112,8 @@ async function nopo(): Promise<object> {
   const reopenedSource = reopened.socket?.localAddress;
   const pool = new SourcePool({ sources: SOURCES }); // a fresh pool knows nothing: it must find out from the kernel
   const fresh = await attempt(() => connect({ host: HOST, port: 7001, pool }));
-  await new Promise((res) => setTimeout(res, 50));
-  const acceptedCount = accepted.filter((c) => !c.destroyed).length;
+  // The server's accepts run in this same event loop, behind the clients' connects: give it up to 2 s to catch up.
+  const acceptedCount = await acceptedOnceSettled(held.filter((s) => !s.destroyed).length, 2000);
   await closeAll();
   await new Promise((res) => setTimeout(res, 50));
   return {
