@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 // Reading the socket table, side by side in one run:
-//   - `scanPorts`: what `fourtuple ports` does per scan (facts, LISTEN pass, the rest, PortPressure);
+//   - `scanPorts`: what `fourtuple ports` does per scan (facts, LISTEN pass, the rest, PortPressure),
+//     through the fastest reader it can use (the BPF iterator as root);
 //   - netlink sock_diag with a trivial aggregation (sockets per remote address and port);
-//   - the kernel's own share: the same dump with a row callback that does nothing;
+//   - the kernel's own share: the sock_diag dump, and the BPF iterator, with a row callback that does nothing;
 //   - /proc/net/tcp with the trivial aggregation, and `ss -tan > /dev/null`.
 // Run it inside a namespace that holds a big table, e.g. (build first: npm run build):
 //
@@ -19,7 +20,8 @@
 import { openSync, closeSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { parseArgs } from 'node:util';
-import { scanSockDiag } from '../dist/kernel/sock-diag.js';
+import { ALL_CONNECTION_STATES, scanSockDiag } from '../dist/kernel/sock-diag.js';
+import { iteratorMask, scanTcpIterator, tcpIterator } from '../dist/kernel/bpf-iter.js';
 import { scanProcNetTcp } from '../dist/kernel/proc-net-tcp.js';
 import { scanPorts } from '../dist/engine/port-scan.js';
 
@@ -81,7 +83,8 @@ function ports() {
   const ms = Number(process.hrtime.bigint() - t0) / 1e6;
   const cpu = process.cpuUsage(c0);
   return {
-    name: 'scanPorts',
+    name: `scanPorts (${scan.source})`,
+    source: scan.source,
     ms,
     rows: scan.rows,
     groups: scan.report.destinations.length,
@@ -102,12 +105,24 @@ function kernelOnly() {
   return { name: 'dump, no-op rows', ms, rows: r.rows, groups: 0, errors: r.errors, rssBeforeMiB: 0, rssAfterMiB: mib(process.memoryUsage.rss()), userMs: cpu.user / 1000, systemMs: cpu.system / 1000 };
 }
 
+// As scanPorts asks for it: no unread bytes of connections.
+const iterator = tcpIterator(iteratorMask(ALL_CONNECTION_STATES), false);
+if ('reason' in iterator) console.log(`no BPF iterator: ${iterator.reason}`);
+function bpfKernelOnly() {
+  const c0 = process.cpuUsage();
+  const t0 = process.hrtime.bigint();
+  const r = scanTcpIterator(iterator.link, () => {});
+  const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+  const cpu = process.cpuUsage(c0);
+  return { name: 'bpf iter, no-op rows', ms, rows: r.rows, groups: 0, errors: r.errors, rssBeforeMiB: 0, rssAfterMiB: mib(process.memoryUsage.rss()), userMs: cpu.user / 1000, systemMs: cpu.system / 1000 };
+}
+
 const rssStart = process.memoryUsage.rss();
-const results = { ports: [], netlink: [], kernel: [], proc: [], ss: [] };
+const results = { ports: [], netlink: [], kernel: [], bpfKernel: [], proc: [], ss: [] };
 const show = (x) => {
   const cpu = x.userMs === undefined ? '' : `, CPU user ${x.userMs.toFixed(0)} ms system ${x.systemMs.toFixed(0)} ms`;
   const extra = x.rows === undefined ? '' : `  ${x.rows} rows, ${x.groups} groups, RSS ${x.rssBeforeMiB} -> ${x.rssAfterMiB} MiB${cpu}${x.errors.length ? `, errors: ${x.errors.join('; ')}` : ''}`;
-  console.log(`${x.name.padEnd(20)} ${x.ms.toFixed(1).padStart(9)} ms${extra}`);
+  console.log(`${x.name.padEnd(24)} ${x.ms.toFixed(1).padStart(9)} ms${extra}`);
 };
 for (let i = 0; i < runs; i++) {
   let x = ports();
@@ -116,6 +131,11 @@ for (let i = 0; i < runs; i++) {
   x = kernelOnly();
   results.kernel.push(x);
   show(x);
+  if ('link' in iterator) {
+    x = bpfKernelOnly();
+    results.bpfKernel.push(x);
+    show(x);
+  }
   x = aggregate('netlink sock_diag', (onRow) => scanSockDiag(onRow));
   results.netlink.push(x);
   show(x);
@@ -163,6 +183,9 @@ const summary = {
   portsMs: results.ports.map((x) => +x.ms.toFixed(1)),
   kernelOnlyMs: results.kernel.map((x) => +x.ms.toFixed(1)),
   kernelOnlySystemMs: results.kernel.map((x) => +x.systemMs.toFixed(0)),
+  portsSource: results.ports[0]?.source,
+  bpfKernelOnlyMs: results.bpfKernel.map((x) => +x.ms.toFixed(1)),
+  bpfKernelOnlySystemMs: results.bpfKernel.map((x) => +x.systemMs.toFixed(0)),
   ssOverPorts: +(median(results.ss) / median(results.ports)).toFixed(2),
   netlinkMs: results.netlink.map((x) => +x.ms.toFixed(1)),
   procMs: results.proc.map((x) => +x.ms.toFixed(1)),

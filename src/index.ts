@@ -7,7 +7,7 @@ export * from './errors.js';
 export { type Fact } from './kernel/fact.js';
 export { readKernelFacts, featuresOf, type KernelFacts, type KernelFeatures, type InterfaceAddress, type Listener, type ReadFactsOptions } from './kernel/facts.js';
 export { scanProcNetTcp, TCP_STATES, type TcpRow } from './kernel/proc-net-tcp.js';
-/** The socket table: netlink sock_diag through the FFI, /proc/net/tcp when netlink is unavailable. */
+/** The socket table: a BPF iterator as root, netlink sock_diag through the FFI, /proc/net/tcp when neither is available. */
 export { scanSockets, type ScanSocketsOptions, type ScanSocketsResult, type SocketTableSource } from './kernel/socket-table.js';
 export { type SockDiagFilter } from './kernel/sock-diag.js';
 /** Port pressure per destination: the streaming aggregator, and one whole scan of the table into it. */

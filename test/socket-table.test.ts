@@ -145,8 +145,28 @@ describe('socket table readers agree in a namespace, TIME_WAIT included', { skip
     assert.equal(t.facadeByPortNoDiag.source, 'proc');
   });
 
-  it('scanSockets picks netlink, and /proc under FOURTUPLE_NO_SOCK_DIAG=1', () => {
-    assert.deepEqual(t.facade, { source: 'netlink', count: t.expected.length });
+  it('the BPF iterator reads the same table, field for field, and filters states in its program', (ctx) => {
+    if (t.bpf.skip !== undefined) return ctx.skip(`no BPF iterator here: ${t.bpf.skip}`);
+    assert.deepEqual(t.bpf.errors, []);
+    assert.equal(t.bpf.count, t.expected.length);
+    assert.deepEqual(sorted(t.bpf.rows), sorted(t.diag.rows));
+    // Timewait sockets by their substate, closing states, unread bytes and accept queues as sock_diag has them.
+    for (const state of ['TIME_WAIT', 'FIN_WAIT2', 'CLOSE_WAIT']) assert.ok(t.bpf.rows.some((k) => field(k, 5) === state), state);
+    assert.ok(t.bpf.rows.some((k) => field(k, 5) === 'LISTEN' && field(k, 6) === '2'));
+    assert.ok(t.bpf.rows.some((k) => field(k, 5) === 'ESTABLISHED' && field(k, 6) === '5'));
+    assert.deepEqual(sorted(t.bpfEstablished.rows), sorted(t.expected.filter((k) => field(k, 5) === 'ESTABLISHED')));
+    assert.deepEqual(sorted(t.bpfClosing.rows), sorted(t.expected.filter((k) => ['FIN_WAIT2', 'TIME_WAIT', 'CLOSE_WAIT'].includes(field(k, 5)))));
+    // Without unread bytes (what the port-pressure scan asks): connections say 0, listeners keep their accept queue.
+    const noUnread = t.expected.map((k) => (field(k, 5) === 'LISTEN' ? k : k.replace(/ \d+$/, ' 0')));
+    assert.deepEqual(sorted(t.bpfNoUnread.rows), sorted(noUnread));
+    assert.ok(t.bpfNoUnread.rows.some((k) => field(k, 5) === 'LISTEN' && field(k, 6) === '2'));
+  });
+
+  it('scanSockets picks the BPF iterator, netlink for listeners alone or under FOURTUPLE_NO_BPF=1, /proc under FOURTUPLE_NO_SOCK_DIAG=1', () => {
+    const fastest = t.bpf.skip === undefined ? 'bpf' : 'netlink';
+    assert.deepEqual(t.facade, { source: fastest, count: t.expected.length });
+    assert.deepEqual(t.facadeNoBpf, { source: 'netlink', count: t.expected.length });
+    assert.deepEqual(t.facadeListeners, { source: 'netlink', count: t.expected.filter((k) => field(k, 5) === 'LISTEN').length });
     assert.deepEqual(t.facadeNoDiag, { source: 'proc', count: t.expected.length });
   });
 });

@@ -24,8 +24,8 @@ export const PORTS_DEFAULTS = {
 export const PORTS_HELP = `Usage: fourtuple ports [--top N] [--state S,...] [--to ADDR:PORTS ...] [--json] [--warn PERCENT]
                       [--watch [SECONDS]] [--prometheus ADDR:PORT] [--duration S]
 
-Reads the kernel's socket table (netlink sock_diag, /proc/net/tcp as fallback)
-and shows, per destination (source address, destination address, destination
+Reads the kernel's socket table (a BPF iterator where allowed, as root; else
+netlink sock_diag; /proc/net/tcp as fallback) and shows, per destination (source address, destination address, destination
 port), how many source ports are in use and how many the kernel allows: the
 first line names the destination closest to running out.
 

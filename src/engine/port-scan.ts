@@ -39,7 +39,8 @@ export interface PortScan {
 
 /** The socket table's reader: the one place to change for another source. */
 function readTable(root: string, onRow: (row: TcpRow) => void, states: ReadonlySet<number>): { rows: number; errors: string[]; source: SocketTableSource } {
-  return scanSockets(onRow, { states, root });
+  // The aggregation reads rxQueue of listeners only (their accept queue).
+  return scanSockets(onRow, { states, root, unreadBytes: false });
 }
 
 /** The few facts capacity, descriptors and memory need: cheap files only (the listeners come from the scan). */

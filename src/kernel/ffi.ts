@@ -514,3 +514,40 @@ export function dup3(oldfd: number, newfd: number): number {
   }
   return dup3Fn(oldfd, newfd, SOCK_CLOEXEC) < 0 ? -n.errno() : 0; // O_CLOEXEC == SOCK_CLOEXEC on Linux
 }
+
+type BpfFn = (nr: number, cmd: number, attr: Buffer, size: number) => number;
+type ReadFn = (fd: number, buf: Uint8Array, len: number) => number;
+let bpfFn: BpfFn | undefined;
+let readFn: ReadFn | undefined;
+let addressFn: ((buf: Uint8Array) => bigint) | undefined;
+/** bpf(2)'s syscall number by architecture (glibc has no wrapper). */
+const SYS_BPF: Record<string, number> = { x64: 321, arm64: 280 };
+
+function koffiModule(): Koffi {
+  return createRequire(import.meta.url)('koffi') as Koffi;
+}
+
+/** bpf(2): `cmd` with `attr` (a union bpf_attr, its size the Buffer's); the result (often an fd) or -errno. */
+export function bpf(cmd: number, attr: Buffer): number {
+  const n = native ?? need();
+  const nr = SYS_BPF[process.arch];
+  if (nr === undefined) return -EINVAL;
+  bpfFn ??= koffiModule().load('libc.so.6').func('long syscall(long nr, int cmd, void *attr, unsigned int size)') as unknown as BpfFn;
+  const r = bpfFn(nr, cmd, attr, attr.length);
+  return r < 0 ? -n.errno() : r;
+}
+
+/** The address of a Buffer's memory, for pointers inside a bpf_attr. The caller keeps the Buffer alive. */
+export function addressOf(buf: Uint8Array): bigint {
+  need();
+  if (addressFn === undefined) addressFn = koffiModule().address as unknown as (b: Uint8Array) => bigint;
+  return addressFn(buf);
+}
+
+/** read(2) into `buf` (the kernel writes into the Buffer's own memory); bytes read, 0 at the end, or -errno. */
+export function read(fd: number, buf: Uint8Array): number {
+  const n = native ?? need();
+  readFn ??= koffiModule().load('libc.so.6').func('long read(int fd, void *buf, size_t count)') as unknown as ReadFn;
+  const r = readFn(fd, buf, buf.byteLength);
+  return r < 0 ? -n.errno() : r;
+}

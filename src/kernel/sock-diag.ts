@@ -42,7 +42,7 @@ const TCP_NEW_SYN_RECV = 12;
  * but neither listening nor connecting. /proc/net/tcp does not show those,
  * and at a million sockets that second walk costs about 0.3 s.
  */
-const ALL_CONNECTION_STATES = 0x1ffe;
+export const ALL_CONNECTION_STATES = 0x1ffe;
 
 // inet_diag_bc_op codes (linux/inet_diag.h).
 const BC_JMP = 1;
@@ -292,7 +292,8 @@ const v4Text: (string | undefined)[] = new Array<string | undefined>(SLOTS).fill
 const v6Keys = new Uint32Array(SLOTS * 4);
 const v6Text: (string | undefined)[] = new Array<string | undefined>(SLOTS).fill(undefined);
 
-function v4Address(buf: Buffer, u32: Uint32Array, at: number): string {
+/** The dotted form of the IPv4 address at `at` (network order), cached. */
+export function v4Address(buf: Buffer, u32: Uint32Array, at: number): string {
   const k = u32[at >>> 2];
   const slot = Math.imul(k, 0x9e3779b1) >>> 22;
   const hit = v4Text[slot];
@@ -303,7 +304,8 @@ function v4Address(buf: Buffer, u32: Uint32Array, at: number): string {
   return text;
 }
 
-function v6Address(buf: Buffer, u32: Uint32Array, at: number): string {
+/** The text form of the IPv6 address at `at` (16 bytes, network order, 4-byte aligned), cached. */
+export function v6Address(buf: Buffer, u32: Uint32Array, at: number): string {
   const w = at >>> 2;
   const a = u32[w];
   const b = u32[w + 1];

@@ -158,7 +158,7 @@ function totalsLines(scan: PortScan): string[] {
     const m = t.memory;
     out.push(`Kernel memory: about ${bytes(m.kernelBytes)} for ${num(t.fullSockets)} sockets at ${bytes(KERNEL_BYTES_PER_SOCKET)} each; ${bytes(m.available)} available.`);
   }
-  const from = scan.source === 'netlink' ? 'netlink sock_diag' : '/proc/net/tcp';
+  const from = { bpf: 'BPF iterator', netlink: 'netlink sock_diag', proc: '/proc/net/tcp' }[scan.source];
   out.push(`Scanned ${num(scan.rows)} rows (${from}) in ${ms(scan.scanMs)}.${scan.errors.length ? ` Not read: ${scan.errors.join('; ')}.` : ''}`);
   return out;
 }

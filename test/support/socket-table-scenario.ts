@@ -11,6 +11,8 @@ import * as ffi from '../../dist/kernel/ffi.js';
 import { scanProcNetTcp, TCP_STATES, type TcpRow } from '../../dist/kernel/proc-net-tcp.js';
 import { scanSockDiag, type SockDiagFilter } from '../../dist/kernel/sock-diag.js';
 import { scanSockets } from '../../dist/kernel/socket-table.js';
+import { iteratorMask, scanTcpIterator, tcpIterator } from '../../dist/kernel/bpf-iter.js';
+import { stateMask } from '../../dist/kernel/sock-diag.js';
 import { formatIp, parseIp } from '../../dist/ip.js';
 
 /** One row as a comparable string: family, endpoints, state name, receive queue. */
@@ -41,7 +43,8 @@ function check(what: string, r: number): number {
  * IPv4 client of a dual-stack `::` listener (its accepted end is
  * ::ffff:127.0.0.1), a listener with two unaccepted connections (accept
  * queue 2), 5 unread bytes on one accepted end, `bulk` more pairs, and with
- * `timeWait` one pair closed client first with FIN (client left in TIME_WAIT).
+ * `timeWait` one pair closed client first with FIN (client left in TIME_WAIT)
+ * and one whose server never closes (client FIN_WAIT2, server CLOSE_WAIT).
  */
 export function openPopulation(options: { bulk: number; timeWait: boolean }): Population {
   const fds: number[] = [];
@@ -170,6 +173,15 @@ export function openPopulation(options: { bulk: number; timeWait: boolean }): Po
       sleep(20);
       ffi.close(s);
       row(4, '127.0.0.1', c.port, '127.0.0.1', t, 'TIME_WAIT');
+      // The client closes first and the server never does: the server sits in CLOSE_WAIT, the client,
+      // an orphan now, becomes a timewait socket whose substate is FIN_WAIT2 (every reader says FIN_WAIT2).
+      const c2 = connect(4, '127.0.0.1', t, false);
+      const s2 = acceptOne(tFd, false);
+      fds.push(s2);
+      ffi.close(c2.fd);
+      row(4, '127.0.0.1', c2.port, '127.0.0.1', t, 'FIN_WAIT2');
+      // Its receive queue says 1: the FIN takes a sequence number the reader has not consumed.
+      row(4, '127.0.0.1', t, '127.0.0.1', c2.port, 'CLOSE_WAIT', 1);
     }
   } catch (err) {
     for (const fd of fds.splice(0)) ffi.close(fd);
@@ -226,6 +238,15 @@ export function diagRows(options: { states?: ReadonlySet<number>; families?: (4 
   return { rows, count: r.rows, errors: r.errors };
 }
 
+/** Every row of the BPF iterator (for `states`, all when omitted), as rowKey strings; `skip` says why it cannot run here. */
+export function bpfRows(states?: ReadonlySet<number>, unread = true): { rows: string[]; count: number; errors: string[]; skip?: string } {
+  const it = tcpIterator(iteratorMask(states ? stateMask(states) : 0x1ffe), unread);
+  if ('reason' in it) return { rows: [], count: 0, errors: [], skip: it.reason };
+  const rows: string[] = [];
+  const r = scanTcpIterator(it.link, (row) => rows.push(rowKey(row)));
+  return { rows, count: r.rows, errors: r.errors };
+}
+
 /** Every row of /proc/net/tcp{,6}, as rowKey strings. */
 export function procRows(): { rows: string[]; count: number; errors: string[] } {
   const rows: string[] = [];
@@ -238,6 +259,10 @@ export interface NetnsTables {
   expected: string[];
   ports: number[];
   diag: { rows: string[]; count: number; errors: string[] };
+  bpf: { rows: string[]; count: number; errors: string[]; skip?: string };
+  bpfEstablished: { rows: string[]; count: number; errors: string[]; skip?: string };
+  bpfClosing: { rows: string[]; count: number; errors: string[]; skip?: string };
+  bpfNoUnread: { rows: string[]; count: number; errors: string[]; skip?: string };
   proc: { rows: string[]; count: number; errors: string[] };
   ss: string[];
   listenOnly: { rows: string[]; count: number; errors: string[] };
@@ -248,6 +273,8 @@ export interface NetnsTables {
   byRemotePort: { rows: string[]; count: number; errors: string[] };
   facade: { source: string; count: number };
   facadeNoDiag: { source: string; count: number };
+  facadeNoBpf: { source: string; count: number };
+  facadeListeners: { source: string; count: number };
   facadeByPortNoDiag: { rows: string[]; source: string };
 }
 
@@ -262,6 +289,10 @@ function main(): void {
   const port = pop.ports[0];
   const count = (source: string, n: number): { source: string; count: number } => ({ source, count: n });
   const facade = scanSockets(() => {});
+  const facadeListeners = scanSockets(() => {}, { states: new Set([10]) });
+  process.env.FOURTUPLE_NO_BPF = '1';
+  const facadeNoBpf = scanSockets(() => {});
+  delete process.env.FOURTUPLE_NO_BPF;
   process.env.FOURTUPLE_NO_SOCK_DIAG = '1';
   const facadeNoDiag = scanSockets(() => {});
   const byPortNoDiag: string[] = [];
@@ -271,6 +302,10 @@ function main(): void {
     expected: pop.expected,
     ports: pop.ports,
     diag: diagRows(),
+    bpf: bpfRows(),
+    bpfEstablished: bpfRows(new Set([1])),
+    bpfClosing: bpfRows(new Set([5, 6, 8])),
+    bpfNoUnread: bpfRows(undefined, false),
     proc: procRows(),
     ss: ssRows(),
     listenOnly: diagRows({ states: new Set([10]) }),
@@ -281,6 +316,8 @@ function main(): void {
     byRemotePort: diagRows({ filter: { remotePort: port } }),
     facade: count(facade.source, facade.rows),
     facadeNoDiag: count(facadeNoDiag.source, facadeNoDiag.rows),
+    facadeNoBpf: count(facadeNoBpf.source, facadeNoBpf.rows),
+    facadeListeners: count(facadeListeners.source, facadeListeners.rows),
     facadeByPortNoDiag: { rows: byPortNoDiag, source: fp.source },
   };
   pop.close();
