@@ -156,10 +156,10 @@ function totalsLines(scan: PortScan): string[] {
   }
   if (t.memory) {
     const m = t.memory;
-    out.push(`Kernel memory: about ${bytes(m.kernelBytes)} for ${num(t.fullSockets)} sockets at ${bytes(KERNEL_BYTES_PER_SOCKET)} each; ${bytes(m.available)} available.`);
+    out.push(`Kernel memory: about ${bytes(m.kernelBytes)} for ${num(t.fullSockets)} socket${t.fullSockets === 1 ? '' : 's'} at ${bytes(KERNEL_BYTES_PER_SOCKET)} each; ${bytes(m.available)} available.`);
   }
   const from = { bpf: 'BPF iterator', netlink: 'netlink sock_diag', proc: '/proc/net/tcp' }[scan.source];
-  out.push(`Scanned ${num(scan.rows)} rows (${from}) in ${ms(scan.scanMs)}.${scan.errors.length ? ` Not read: ${scan.errors.join('; ')}.` : ''}`);
+  out.push(`Scanned ${num(scan.rows)} row${scan.rows === 1 ? '' : 's'} (${from}) in ${ms(scan.scanMs)}.${scan.errors.length ? ` Not read: ${scan.errors.join('; ')}.` : ''}`);
   return out;
 }
 
