@@ -96,26 +96,19 @@ function ports() {
   };
 }
 
-function kernelOnly() {
+/** The kernel's own share: one scan through `scan` with a row callback that does nothing. */
+function kernelOnly(name, scan) {
   const c0 = process.cpuUsage();
   const t0 = process.hrtime.bigint();
-  const r = scanSockDiag(() => {});
+  const r = scan(() => {});
   const ms = Number(process.hrtime.bigint() - t0) / 1e6;
   const cpu = process.cpuUsage(c0);
-  return { name: 'dump, no-op rows', ms, rows: r.rows, groups: 0, errors: r.errors, rssBeforeMiB: 0, rssAfterMiB: mib(process.memoryUsage.rss()), userMs: cpu.user / 1000, systemMs: cpu.system / 1000 };
+  return { name, ms, rows: r.rows, groups: 0, errors: r.errors, rssBeforeMiB: 0, rssAfterMiB: mib(process.memoryUsage.rss()), userMs: cpu.user / 1000, systemMs: cpu.system / 1000 };
 }
 
 // As scanPorts asks for it: no unread bytes of connections.
 const iterator = tcpIterator(iteratorMask(ALL_CONNECTION_STATES), false);
 if ('reason' in iterator) console.log(`no BPF iterator: ${iterator.reason}`);
-function bpfKernelOnly() {
-  const c0 = process.cpuUsage();
-  const t0 = process.hrtime.bigint();
-  const r = scanTcpIterator(iterator.link, () => {});
-  const ms = Number(process.hrtime.bigint() - t0) / 1e6;
-  const cpu = process.cpuUsage(c0);
-  return { name: 'bpf iter, no-op rows', ms, rows: r.rows, groups: 0, errors: r.errors, rssBeforeMiB: 0, rssAfterMiB: mib(process.memoryUsage.rss()), userMs: cpu.user / 1000, systemMs: cpu.system / 1000 };
-}
 
 const rssStart = process.memoryUsage.rss();
 const results = { ports: [], netlink: [], kernel: [], bpfKernel: [], proc: [], ss: [] };
@@ -128,11 +121,11 @@ for (let i = 0; i < runs; i++) {
   let x = ports();
   results.ports.push(x);
   show(x);
-  x = kernelOnly();
+  x = kernelOnly('dump, no-op rows', (onRow) => scanSockDiag(onRow));
   results.kernel.push(x);
   show(x);
   if ('link' in iterator) {
-    x = bpfKernelOnly();
+    x = kernelOnly('bpf iter, no-op rows', (onRow) => scanTcpIterator(iterator.link, onRow));
     results.bpfKernel.push(x);
     show(x);
   }

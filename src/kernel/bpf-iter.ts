@@ -64,7 +64,6 @@ const loadErrors = new Map<string, string>();
 
 function readLayout(): Layout {
   if (layout !== undefined) return layout;
-  if (layoutError !== undefined) throw new Error(layoutError);
   try {
     const btf = Btf.vmlinux();
     const target = btf.find(BtfKind.FUNC, 'bpf_iter_tcp');

@@ -66,8 +66,8 @@ export class Btf {
     this.#strStart = hdrLen + strOff;
     this.#strEnd = this.#strStart + strLen;
     if (typeEnd > buf.length || this.#strEnd > buf.length) throw new Error('BTF sections run past the end');
-    if (buf.byteOffset % 4 !== 0 || typeStart % 4 !== 0) buf = Buffer.from(buf);
     if (typeStart % 4 !== 0) throw new Error('BTF type section is not 4-byte aligned');
+    if (buf.byteOffset % 4 !== 0) buf = Buffer.from(buf); // a copy starts its own, aligned memory
     this.#buf = buf;
     const u32 = new Uint32Array(buf.buffer, buf.byteOffset, buf.length >>> 2);
     this.#u32 = u32;
@@ -98,11 +98,11 @@ export class Btf {
   }
 
   kind(id: number): number {
-    return (this.#buf.readUInt32LE(this.#at[id] + 4) >>> 24) & 0x1f;
+    return (this.#word(this.#at[id] + 4) >>> 24) & 0x1f;
   }
 
   name(id: number): string {
-    return this.#string(this.#buf.readUInt32LE(this.#at[id]));
+    return this.#string(this.#word(this.#at[id]));
   }
 
   /** The first type of `kind` named `name`, or undefined. */
@@ -149,20 +149,19 @@ export class Btf {
 
   /** A member of the struct/union `id` named `name`, also inside anonymous members: its type and byte offset. */
   #findMember(id: number, name: string): { type: number; offset: number } | undefined {
-    const buf = this.#buf;
     const p = this.#at[id];
-    const info = buf.readUInt32LE(p + 4);
+    const info = this.#word(p + 4);
     const kind = (info >>> 24) & 0x1f;
     if (kind !== BtfKind.STRUCT && kind !== BtfKind.UNION) return undefined;
     const kindFlag = info >>> 31;
     const vlen = info & 0xffff;
     for (let i = 0; i < vlen; i++) {
       const m = p + 12 + i * 12;
-      const type = buf.readUInt32LE(m + 4);
-      const raw = buf.readUInt32LE(m + 8);
+      const type = this.#word(m + 4);
+      const raw = this.#word(m + 8);
       const bitfield = kindFlag ? raw >>> 24 : 0;
       const bits = kindFlag ? raw & 0xffffff : raw;
-      const memberName = this.#string(buf.readUInt32LE(m));
+      const memberName = this.#string(this.#word(m));
       if (memberName === name) {
         if (bitfield !== 0 || bits % 8 !== 0) throw new Error(`BTF: member ${name} is a bitfield`);
         return { type, offset: bits / 8 };
@@ -180,7 +179,7 @@ export class Btf {
     for (let hops = 0; hops < 32; hops++) {
       const k = this.kind(id);
       if (k !== BtfKind.TYPEDEF && k !== BtfKind.VOLATILE && k !== BtfKind.CONST && k !== BtfKind.RESTRICT && k !== BtfKind.TYPE_TAG) return id;
-      id = this.#buf.readUInt32LE(this.#at[id] + 8);
+      id = this.#word(this.#at[id] + 8);
     }
     throw new Error('BTF: typedef chain too long');
   }
@@ -191,10 +190,14 @@ export class Btf {
     const k = this.kind(id);
     if (k === BtfKind.PTR) return 8;
     if (k === BtfKind.ARRAY) {
-      const elem = this.#resolve(this.#buf.readUInt32LE(p + 12));
-      return this.#size(elem) * this.#buf.readUInt32LE(p + 20);
+      return this.#size(this.#resolve(this.#word(p + 12))) * this.#word(p + 20);
     }
-    return this.#buf.readUInt32LE(p + 8);
+    return this.#word(p + 8);
+  }
+
+  /** The 32-bit word at byte `at` of the type section (4-byte aligned). */
+  #word(at: number): number {
+    return this.#u32[at >>> 2];
   }
 
   #string(off: number): string {

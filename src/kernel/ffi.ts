@@ -89,6 +89,9 @@ interface Native {
 }
 
 let native: Native | undefined;
+// Kept from load() for the calls bound on first use (late()).
+let koffiModule: Koffi | undefined;
+let libc: ReturnType<Koffi['load']> | undefined;
 let unavailable: string | undefined;
 let loaded = false;
 
@@ -119,6 +122,8 @@ function load(): void {
   }
   try {
     const lib = koffi.load('libc.so.6');
+    koffiModule = koffi;
+    libc = lib;
     native = {
       errno: () => koffi.errno(),
       socket: lib.func('int socket(int domain, int type, int protocol)'),
@@ -499,7 +504,17 @@ export function recv(fd: number, buf: Uint8Array, flags = 0): number {
   return r < 0 ? -n.errno() : r;
 }
 
-let dup3Fn: ((oldfd: number, newfd: number, flags: number) => number) | undefined;
+/** A libc function bound on its first call: for calls only some commands make. */
+function late<F>(signature: string): () => F {
+  let fn: F | undefined;
+  return () => {
+    need();
+    fn ??= (libc as NonNullable<typeof libc>).func(signature) as unknown as F;
+    return fn;
+  };
+}
+
+const dup3Fn = late<(oldfd: number, newfd: number, flags: number) => number>('int dup3(int oldfd, int newfd, int flags)');
 
 /**
  * dup3(2) with O_CLOEXEC: makes `newfd` refer to the socket of `oldfd`,
@@ -508,46 +523,32 @@ let dup3Fn: ((oldfd: number, newfd: number, flags: number) => number) | undefine
  */
 export function dup3(oldfd: number, newfd: number): number {
   const n = native ?? need();
-  if (dup3Fn === undefined) {
-    const koffi = createRequire(import.meta.url)('koffi') as Koffi;
-    dup3Fn = koffi.load('libc.so.6').func('int dup3(int oldfd, int newfd, int flags)') as (oldfd: number, newfd: number, flags: number) => number;
-  }
-  return dup3Fn(oldfd, newfd, SOCK_CLOEXEC) < 0 ? -n.errno() : 0; // O_CLOEXEC == SOCK_CLOEXEC on Linux
+  return dup3Fn()(oldfd, newfd, SOCK_CLOEXEC) < 0 ? -n.errno() : 0; // O_CLOEXEC == SOCK_CLOEXEC on Linux
 }
 
-type BpfFn = (nr: number, cmd: number, attr: Buffer, size: number) => number;
-type ReadFn = (fd: number, buf: Uint8Array, len: number) => number;
-let bpfFn: BpfFn | undefined;
-let readFn: ReadFn | undefined;
-let addressFn: ((buf: Uint8Array) => bigint) | undefined;
 /** bpf(2)'s syscall number by architecture (glibc has no wrapper). */
 const SYS_BPF: Record<string, number> = { x64: 321, arm64: 280 };
-
-function koffiModule(): Koffi {
-  return createRequire(import.meta.url)('koffi') as Koffi;
-}
+const bpfFn = late<(nr: number, cmd: number, attr: Buffer, size: number) => number>('long syscall(long nr, int cmd, void *attr, unsigned int size)');
+const readFn = late<(fd: number, buf: Uint8Array, len: number) => number>('long read(int fd, void *buf, size_t count)');
 
 /** bpf(2): `cmd` with `attr` (a union bpf_attr, its size the Buffer's); the result (often an fd) or -errno. */
 export function bpf(cmd: number, attr: Buffer): number {
   const n = native ?? need();
   const nr = SYS_BPF[process.arch];
   if (nr === undefined) return -EINVAL;
-  bpfFn ??= koffiModule().load('libc.so.6').func('long syscall(long nr, int cmd, void *attr, unsigned int size)') as unknown as BpfFn;
-  const r = bpfFn(nr, cmd, attr, attr.length);
+  const r = bpfFn()(nr, cmd, attr, attr.length);
   return r < 0 ? -n.errno() : r;
 }
 
 /** The address of a Buffer's memory, for pointers inside a bpf_attr. The caller keeps the Buffer alive. */
 export function addressOf(buf: Uint8Array): bigint {
   need();
-  if (addressFn === undefined) addressFn = koffiModule().address as unknown as (b: Uint8Array) => bigint;
-  return addressFn(buf);
+  return (koffiModule as Koffi).address(buf) as bigint;
 }
 
 /** read(2) into `buf` (the kernel writes into the Buffer's own memory); bytes read, 0 at the end, or -errno. */
 export function read(fd: number, buf: Uint8Array): number {
   const n = native ?? need();
-  readFn ??= koffiModule().load('libc.so.6').func('long read(int fd, void *buf, size_t count)') as unknown as ReadFn;
-  const r = readFn(fd, buf, buf.byteLength);
+  const r = readFn()(fd, buf, buf.byteLength);
   return r < 0 ? -n.errno() : r;
 }

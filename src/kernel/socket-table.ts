@@ -48,27 +48,24 @@ export interface ScanSocketsResult {
 export function scanSockets(onRow: (row: TcpRow) => void, options: ScanSocketsOptions = {}): ScanSocketsResult {
   const root = options.root ?? '/';
   const { states, filter } = options;
-  let fallbackReason: string | undefined;
+  const passedOver: string[] = [];
+  const result = (source: SocketTableSource, rows: number, errors: string[]): ScanSocketsResult =>
+    passedOver.length ? { rows, errors, source, fallbackReason: passedOver.join('; ') } : { rows, errors, source };
+  // A faster source is passed over only when it failed before delivering anything: mixing sources would duplicate rows.
+  const usable = (r: { rows: number; errors: string[] }): boolean => r.rows > 0 || r.errors.length === 0;
   if (root === '/' && process.env.FOURTUPLE_NO_SOCK_DIAG !== '1' && ffiAvailable()) {
     // The iterator walks every hash table whatever the states asked: not worth it for listeners alone,
     // which sock_diag finds without walking the connections.
     const mask = states ? stateMask(states) : ALL_CONNECTION_STATES;
     if (filter === undefined && (mask & ~LISTEN_BIT) !== 0) {
       const it = tcpIterator(iteratorMask(mask), options.unreadBytes !== false);
-      if ('link' in it) {
-        const r = scanTcpIterator(it.link, onRow);
-        if (r.rows > 0 || r.errors.length === 0) return { rows: r.rows, errors: r.errors, source: 'bpf' };
-        fallbackReason = r.errors.join('; ');
-      } else fallbackReason = it.reason;
+      const r = 'link' in it ? scanTcpIterator(it.link, onRow) : { rows: 0, errors: [it.reason] };
+      if (usable(r)) return result('bpf', r.rows, r.errors);
+      passedOver.push(...r.errors);
     }
     const r = scanSockDiag(onRow, { states, filter });
-    // Only a netlink that failed before delivering anything is replaced: mixing sources would duplicate rows.
-    if (r.rows > 0 || r.errors.length === 0) {
-      const result: ScanSocketsResult = { rows: r.rows, errors: r.errors, source: 'netlink' };
-      if (fallbackReason !== undefined) result.fallbackReason = fallbackReason;
-      return result;
-    }
-    fallbackReason = [fallbackReason, r.errors.join('; ')].filter(Boolean).join('; ');
+    if (usable(r)) return result('netlink', r.rows, r.errors);
+    passedOver.push(...r.errors);
   }
   let rows = 0;
   const sink = filter
@@ -80,7 +77,5 @@ export function scanSockets(onRow: (row: TcpRow) => void, options: ScanSocketsOp
       }
     : onRow;
   const r = scanProcNetTcp(root, sink, states);
-  const result: ScanSocketsResult = { rows: filter ? rows : r.rows, errors: r.errors, source: 'proc' };
-  if (fallbackReason !== undefined) result.fallbackReason = fallbackReason;
-  return result;
+  return result('proc', filter ? rows : r.rows, r.errors);
 }

@@ -12,7 +12,7 @@ import { scanProcNetTcp, TCP_STATES, type TcpRow } from '../../dist/kernel/proc-
 import { scanSockDiag, type SockDiagFilter } from '../../dist/kernel/sock-diag.js';
 import { scanSockets } from '../../dist/kernel/socket-table.js';
 import { iteratorMask, scanTcpIterator, tcpIterator } from '../../dist/kernel/bpf-iter.js';
-import { stateMask } from '../../dist/kernel/sock-diag.js';
+import { ALL_CONNECTION_STATES, stateMask } from '../../dist/kernel/sock-diag.js';
 import { formatIp, parseIp } from '../../dist/ip.js';
 
 /** One row as a comparable string: family, endpoints, state name, receive queue. */
@@ -240,7 +240,7 @@ export function diagRows(options: { states?: ReadonlySet<number>; families?: (4 
 
 /** Every row of the BPF iterator (for `states`, all when omitted), as rowKey strings; `skip` says why it cannot run here. */
 export function bpfRows(states?: ReadonlySet<number>, unread = true): { rows: string[]; count: number; errors: string[]; skip?: string } {
-  const it = tcpIterator(iteratorMask(states ? stateMask(states) : 0x1ffe), unread);
+  const it = tcpIterator(iteratorMask(states ? stateMask(states) : ALL_CONNECTION_STATES), unread);
   if ('reason' in it) return { rows: [], count: 0, errors: [], skip: it.reason };
   const rows: string[] = [];
   const r = scanTcpIterator(it.link, (row) => rows.push(rowKey(row)));
