@@ -121,7 +121,7 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
       process.kill(pid, signal);
     });
     assert.ok(r.endedAt - sentAt < 2000, `ended ${r.endedAt - sentAt} ms after ${signal}`);
-    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.status, signal === 'SIGINT' ? 130 : 143, r.stderr);
     const j = JSON.parse(r.stdout) as Report;
     assert.equal(j.stoppedBy, 'signal');
     assert.ok(j.held > 0 && j.held < 60000);
@@ -159,7 +159,7 @@ test('a client worker killed with SIGKILL is reported with what it held; the run
 
 test('a sink worker that dies is reported as resets (lost connections), not a hang', async () => {
   let killed = 0;
-  const r = await runProbe(['--connections', '3000', '--hold', '5', '--json'], async (pid) => {
+  const r = await runProbe(['--sink', 'accept', '--connections', '3000', '--hold', '5', '--json'], async (pid) => {
     await sleep(2500);
     const sinks = children(pid, 'sink-worker');
     // The sink holding the most connections.

@@ -61,12 +61,17 @@ test('sink --max N --backlog B: a server at its capacity accepts N, queues B + 1
   assert.equal(spawnSync('ss', ['-Htan', 'sport = :7320 or dport = :7320'], { encoding: 'utf8' }).stdout.trim(), '');
 });
 
-test('load against a port where nothing listens reports refusals, not a hang', () => {
+test('load against a port where nothing listens reports refusals, backs off, and exits 1 naming the errno and the destination', () => {
   const r = spawnSync(process.execPath, [CLI, 'load', '--to', '127.0.0.1:7319', '--connections', '100', '--duration', '10', '--json'], { encoding: 'utf8', timeout: 30_000 });
-  assert.equal(r.status, 0, r.stderr);
-  const j = JSON.parse(r.stdout) as { held: number; errors: Record<string, number>; stoppedBy: string; limit: { id: string; errno: string } };
+  assert.equal(r.status, 1, r.stderr);
+  assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+  assert.match(r.stderr, /no connection succeeded: ECONNREFUSED from 127\.0\.0\.1:7319/);
+  const j = JSON.parse(r.stdout) as { held: number; attempts: number; errors: Record<string, number>; stoppedBy: string; limit: { id: string; errno: string }; failure: { errno: string; destination: string } };
   assert.equal(j.held, 0);
   assert.ok(j.errors.ECONNREFUSED > 0);
+  // Backoff: a few attempts per second (10 ms doubling to 1 s), not tens of thousands.
+  assert.ok(j.attempts <= 100, `${j.attempts} attempts in the stall's 5 s`);
+  assert.deepEqual(j.failure && { errno: j.failure.errno, destination: j.failure.destination }, { errno: 'ECONNREFUSED', destination: '127.0.0.1:7319' });
   assert.equal(j.stoppedBy, 'stall');
   assert.equal(j.limit.errno, 'ECONNREFUSED');
   assert.equal(j.limit.id, 'backlog');

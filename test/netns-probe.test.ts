@@ -105,3 +105,45 @@ test('IPv6 on ::1: auto holds exactly the range (the IPv4 sysctl sets both famil
   assert.equal(explicit.stoppedBy, 'target');
   assert.deepEqual(explicit.cleanup, { left: 0, timeWait: 0 });
 });
+
+interface QueueReport extends Report {
+  sink: { mode: string; listeners: number };
+  destinations: string[];
+  constraints: { id: string; limit: number | null; detail: string }[];
+}
+
+test('queue sink with somaxconn 16: every listener holds exactly 17 in its accept queue, as the kernel counts and the model predicts', { skip }, () => {
+  const somaxconn = 'echo 16 > /proc/sys/net/core/somaxconn';
+  // While the probe holds, the kernel's own count of each listener's queue (ss: Recv-Q of a LISTEN socket).
+  const during = `sleep 3; ss -Hltn 'sport >= :7000 and sport <= :7100' | awk '{print $2}' | sort | uniq -c `;
+  const r = cliInNetns([somaxconn], ['probe', '--json', '--duration', '20', '--connections', '100', '--hold', '6'], during);
+  assert.equal(r.status, 0, r.stderr);
+  const j = JSON.parse(r.stdout) as QueueReport;
+  assert.equal(j.sink.mode, 'queue');
+  assert.equal(j.sink.listeners, 6); // ceil(100 / 17)
+  assert.equal(j.held, 100);
+  assert.equal(j.predicted, 100);
+  assert.equal(j.workers.sinks, 0);
+  assert.equal(j.stoppedBy, 'target');
+  // 100 over 6 queues of 17: 17 17 17 17 16 16.
+  assert.deepEqual(r.during.trim().split('\n').map((l) => l.trim()).sort(), ['2 16', '4 17']);
+  assert.equal(j.cleanup.left, 0);
+  assert.equal(j.cleanup.timeWait, 0);
+});
+
+test('queue sink on named ports: their queues are the limit (backlog), predicted exactly', { skip }, () => {
+  const somaxconn = 'echo 16 > /proc/sys/net/core/somaxconn';
+  const j = JSON.parse(cliInNetns([somaxconn], ['probe', '--json', '--duration', '20', '--sink', 'queue', '--to', '127.0.0.1:7000-7002', '--connections', '100']).stdout) as QueueReport;
+  assert.equal(j.sink.mode, 'queue');
+  assert.equal(j.held, 51);
+  assert.equal(j.predicted, 51);
+  assert.equal(j.stoppedBy, 'limit');
+  assert.equal((j.limit as { id: string } | null)?.id, 'backlog');
+  const backlog = j.constraints.find((c) => c.id === 'backlog');
+  assert.equal(backlog?.limit, 51);
+  assert.equal(j.cleanup.left, 0);
+  // Without --sink, the same ports get the accepting sink, which holds the whole target.
+  const a = JSON.parse(cliInNetns([somaxconn], ['probe', '--json', '--duration', '20', '--to', '127.0.0.1:7000-7002', '--connections', '100']).stdout) as QueueReport;
+  assert.equal(a.sink.mode, 'accept');
+  assert.equal(a.held, 100);
+});

@@ -59,7 +59,7 @@ test('procEntryBytes: /proc inodes and their dentries from slabinfo, null withou
 });
 
 test('othersLine: only what is notable, and nothing for results saved before it was measured', () => {
-  const memory = { userBytes: 0, userBytesPerConnection: 1000, kernelBytes: 0, kernelBytesPerConnection: 9600 };
+  const memory = { userBytes: 0, userBytesPerConnection: 1000, kernelBytes: 0, kernelBytesPerConnection: 9600, availableDropBytes: null, availableDropBytesPerConnection: null };
   const busy = { cpuShare: 0.183, top: { pid: 1, name: 'agent', cpuShare: 0.17 }, procEntryBytes: 1.7e9, procEntryBytesPerConnection: 1720 };
   assert.equal(othersLine({ memory, others: busy }), "took 18% of the CPU during the ramp (most: agent, pid 1, 17%); the /proc/PID/fd entries cached by one listing this run's descriptors took 1.7 KiB per connection of the kernel's 9.4 KiB");
   assert.equal(othersLine({ memory, others: { ...busy, cpuShare: 0.02 } }), "the /proc/PID/fd entries cached by one listing this run's descriptors took 1.7 KiB per connection of the kernel's 9.4 KiB");

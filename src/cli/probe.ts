@@ -17,7 +17,7 @@ everything (RST by default: no TIME_WAIT left).`
       : `Opens and holds TCP connections to an existing server (--to is required),
 with the same engine and report as probe.`;
   return `Usage: fourtuple ${command} [--connections N] [--duration S] [--to ADDR:PORTS ...] [--from ADDRS ...]
-       [--strategy auto|bind|nopo|explicit] [--concurrency C] [--rate R] [--hold S] [--close rst|fin] [--json]
+       [--strategy auto|bind|nopo|explicit]${command === 'probe' ? ' [--sink queue|accept]' : ''} [--concurrency C] [--rate R] [--hold S] [--close rst|fin] [--json]
 
 ${what}
 
@@ -26,7 +26,10 @@ ${what}
   --to ADDR:PORTS   destinations (${command === 'probe' ? 'default: enough loopback ports for the target, chosen from the model' : 'required'})
   --from ADDRS      source addresses: 127.0.0.2, 127.0.0.2-127.0.0.40, 127.0.1.0/28 (implies --strategy nopo)
   --strategy S      auto | bind | nopo | explicit (see 'fourtuple limits --help')
-  --concurrency C   connects in flight at once (default ${PROBE_DEFAULTS.concurrency})
+${command === 'probe' ? `  --sink queue|accept  how the embedded sink holds the server's end: queue (listeners that never
+                    accept; no descriptor per connection; the default when their accept queues
+                    hold the target) or accept (worker processes accept and hold each one)
+` : ''}  --concurrency C   connects in flight at once (default ${PROBE_DEFAULTS.concurrency})
   --rate R          connects per second at most (default: no cap)
   --hold S          seconds to hold the peak before closing (default 0)
   --close rst|fin   how to close: rst leaves no TIME_WAIT (default), fin is a normal close
@@ -48,6 +51,7 @@ const OPTIONS = {
   hold: { type: 'string' },
   close: { type: 'string' },
   parallel: { type: 'string' },
+  sink: { type: 'string' },
   'on-worker-death': { type: 'string' },
   'worker-nofile': { type: 'string' },
   json: { type: 'boolean' },
@@ -78,6 +82,9 @@ export function parseProbeArgs(command: 'probe' | 'load', argv: string[]): Probe
   const strategy = strategyOption(v.strategy, from.length ? 'nopo' : PROBE_DEFAULTS.strategy);
   if (strategy === 'auto' && from.length) throw new InvalidArgumentError(`--strategy auto cannot use --from ${v.from?.join(',')}: connect() without bind() lets the kernel choose the source; use nopo, bind or explicit`);
   if (v.report !== undefined) checkWritable(v.report, '--report');
+  const sinkMode = v.sink;
+  if (sinkMode !== undefined && command === 'load') throw new InvalidArgumentError(`--sink ${sinkMode} is for probe: load connects to an existing server`);
+  if (sinkMode !== undefined && sinkMode !== 'queue' && sinkMode !== 'accept') throw new InvalidArgumentError(`invalid --sink '${sinkMode}': expected queue or accept`);
   return {
     help: v.help ?? false,
     json: v.json ?? false,
@@ -94,6 +101,7 @@ export function parseProbeArgs(command: 'probe' | 'load', argv: string[]): Probe
       rate: intOption('--rate', v.rate, PROBE_DEFAULTS.rate, 0, 10_000_000),
       close,
       sink: command === 'probe',
+      sinkMode: sinkMode as 'queue' | 'accept' | undefined,
       parallel: intOption('--parallel', v.parallel, PROBE_DEFAULTS.parallel, 1, 64),
       workerNofile: v['worker-nofile'] === undefined ? undefined : intOption('--worker-nofile', v['worker-nofile'], 0, 70),
       onWorkerDeath: death,
@@ -101,6 +109,9 @@ export function parseProbeArgs(command: 'probe' | 'load', argv: string[]): Probe
     },
   };
 }
+
+/** Exit codes after a signal: 128 + its number, as a shell reports it. */
+const SIGNAL_EXIT: Record<string, number> = { SIGHUP: 129, SIGINT: 130, SIGTERM: 143 };
 
 /** Runs probe or load; returns the exit code. */
 export async function runProbe(command: 'probe' | 'load', argv: string[], out: (s: string) => void): Promise<number> {
@@ -114,18 +125,43 @@ export async function runProbe(command: 'probe' | 'load', argv: string[], out: (
   if (tty) {
     probe.on('progress', (p) => process.stderr.write(`\r\x1b[K${renderProgress(p, args.options.connections)}`));
   }
-  const onSignal = (): void => probe.abort();
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  // The first signal ends the run cleanly and still reports; a second one kills every worker and exits now.
+  let signalled: string | null = null;
+  const onSignal = (sig: NodeJS.Signals): void => {
+    if (signalled === null) {
+      signalled = sig;
+      probe.abort(sig);
+      return;
+    }
+    probe.kill();
+    if (tty) process.stderr.write('\r\x1b[K');
+    process.stderr.write(`fourtuple: ${sig} again: killed every worker; the kernel closes their connections with RST\n`);
+    process.exit(SIGNAL_EXIT[signalled] ?? 130);
+  };
+  const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+  for (const s of signals) process.on(s, onSignal);
   try {
     const result = await probe.run();
     if (tty) process.stderr.write('\r\x1b[K');
     const doc = probeJson(result);
-    if (args.report) writeFileSync(args.report, renderHtml(doc));
-    out(args.json ? JSON.stringify(doc, null, 2) : renderProbe(result) + (args.report ? `\n  report          ${args.report}` : ''));
-    return 0;
+    let reportError: string | null = null;
+    if (args.report) {
+      try {
+        writeFileSync(args.report, renderHtml(doc));
+      } catch (err) {
+        reportError = `cannot write the report to ${args.report}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`;
+      }
+    }
+    out(args.json ? JSON.stringify(doc, null, 2) : renderProbe(result) + (args.report && !reportError ? `\n  report          ${args.report}` : ''));
+    if (reportError) process.stderr.write(`fourtuple: ${reportError}\n`);
+    const interrupted = result.interrupted ?? signalled;
+    if (interrupted) return SIGNAL_EXIT[interrupted] ?? 130;
+    if (result.failure) {
+      process.stderr.write(`fourtuple: no connection succeeded: ${result.failure.errno} from ${result.failure.destination} (${result.attempts.toLocaleString('en-US')} attempts; ${result.failure.words})\n`);
+      return 1;
+    }
+    return reportError ? 1 : 0;
   } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    for (const s of signals) process.off(s, onSignal);
   }
 }

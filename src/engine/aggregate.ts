@@ -8,6 +8,9 @@ export interface Totals {
   attempts: number;
   pending: number;
   lost: number;
+  connected: number;
+  /** A hard failure (refused, unreachable) and its destination, from the last worker that saw one. */
+  hardError: ClientStats['hardError'];
   errors: Record<string, number>;
   latency: number[];
   latencyMax: number;
@@ -16,12 +19,14 @@ export interface Totals {
 
 /** Sums the latest stats of every worker. */
 export function sumStats(all: Iterable<ClientStats>): Totals {
-  const t: Totals = { held: 0, attempts: 0, pending: 0, lost: 0, errors: {}, latency: newHistogram(), latencyMax: 0, byOccupancy: Array.from({ length: 10 }, () => newHistogram()) };
+  const t: Totals = { held: 0, attempts: 0, pending: 0, lost: 0, connected: 0, hardError: null, errors: {}, latency: newHistogram(), latencyMax: 0, byOccupancy: Array.from({ length: 10 }, () => newHistogram()) };
   for (const s of all) {
     t.held += s.held;
     t.attempts += s.attempts;
     t.pending += s.pending;
     t.lost += s.lost;
+    t.connected += s.connected ?? 0;
+    if (s.hardError) t.hardError = s.hardError;
     for (const [k, v] of Object.entries(s.errors)) t.errors[k] = (t.errors[k] ?? 0) + v;
     addHistogram(t.latency, s.latency);
     t.latencyMax = Math.max(t.latencyMax, s.latencyMax);

@@ -8,7 +8,8 @@ import { errnoMeaning } from '../model/errno.js';
 import { parsePorts } from '../model/address.js';
 import { bucketOf, newHistogram } from './histogram.js';
 import type { ClientConfig, ClientStats, ToWorker } from './protocol.js';
-import { holdCheckInterval, raiseNofile, send } from './worker-common.js';
+import { fmtTarget } from './listeners.js';
+import { holdCheckInterval, ignoreGroupSignals, raiseNofile, send } from './worker-common.js';
 
 /** One (source, target) pair the worker round-robins over. */
 interface Combo {
@@ -30,6 +31,15 @@ const SLICE_MS = 20;
 const LAUNCH_BATCH = 32;
 const REPORT_MS = 100;
 const POLLRDHUP = 0x2000;
+/**
+ * Backoff from a destination that answers with a hard error (refused,
+ * unreachable, reset at connect): the first retry after this long, doubling
+ * up to BACKOFF_MAX_MS, with one attempt in flight at a time until one
+ * succeeds. A refusing or unreachable destination gets a few attempts per
+ * second from each client, not a SYN storm.
+ */
+const BACKOFF_MIN_MS = 10;
+const BACKOFF_MAX_MS = 1000;
 
 class ClientWorker {
   readonly #c: ClientConfig;
@@ -60,11 +70,28 @@ class ClientWorker {
   #state: 'ramp' | 'hold' | 'closing' = 'ramp';
   #stopRequested = false;
   readonly #quota: number;
+  #connected = 0;
+  #hardError: ClientStats['hardError'] = null;
+  /** Per target: connections held or in flight, and the cap on them (Infinity without caps). */
+  readonly #used: Int32Array;
+  readonly #cap: Float64Array;
+  /** Per target: the current backoff (0: none), when the next attempt may start, and attempts in flight. */
+  readonly #backoff: Float64Array;
+  readonly #retryAt: Float64Array;
+  readonly #inFlight: Int32Array;
+  /** The last launch found every live pool capped or backing off. */
+  #starved = false;
 
   constructor(config: ClientConfig, quota: number) {
     this.#c = config;
-    this.#quota = quota;
-    this.#fds = new Int32Array(quota);
+    const targets = config.targets.length;
+    this.#used = new Int32Array(targets);
+    this.#cap = Float64Array.from(config.caps ?? config.targets.map(() => Infinity));
+    this.#backoff = new Float64Array(targets);
+    this.#retryAt = new Float64Array(targets);
+    this.#inFlight = new Int32Array(targets);
+    this.#quota = config.caps ? Math.min(quota, config.caps.reduce((a, b) => a + b, 0)) : quota;
+    this.#fds = new Int32Array(this.#quota);
     this.#pending = new ffi.PollSet(config.concurrency);
     this.#pendStart = new Float64Array(config.concurrency);
     this.#pendCombo = new Int32Array(config.concurrency);
@@ -88,14 +115,16 @@ class ClientWorker {
     this.#live = this.#combos.filter((c) => c.alive);
   }
 
+  /** The pool a combo draws from, named by the run's target index so every worker names it alike. */
   #keyOf(s: number, t: number): string {
+    const id = this.#c.targetIds[t] ?? t;
     switch (this.#c.strategy) {
       case 'auto':
-        return `t:${t}`;
+        return `t:${id}`;
       case 'bind':
         return `s:${s}`;
       default:
-        return `st:${s}:${t}`;
+        return `st:${s}:${id}`;
     }
   }
 
@@ -140,6 +169,8 @@ class ClientWorker {
       pending: this.#pendCount,
       errors: { ...this.#errors },
       lost: this.#lost,
+      connected: this.#connected,
+      hardError: this.#hardError,
       latency: this.#latency,
       latencyMax: this.#latencyMax,
       byOccupancy: this.#byOcc,
@@ -185,9 +216,9 @@ class ClientWorker {
     else setImmediate(this.#tick);
   };
 
-  /** True when nothing can be launched right now (rate cap, concurrency, or the sink's accept queue). */
+  /** True when nothing can be launched right now (rate cap, concurrency, caps or backoff, or the sink's accept queue). */
   #launchBlocked(): boolean {
-    return this.#pendCount >= this.#c.concurrency || (this.#c.rate > 0 && this.#tokens < 1) || this.#sinkBehind();
+    return this.#starved || this.#pendCount >= this.#c.concurrency || (this.#c.rate > 0 && this.#tokens < 1) || this.#sinkBehind();
   }
 
   #probe = 0;
@@ -215,13 +246,27 @@ class ClientWorker {
     for (let batch = 0; batch < LAUNCH_BATCH && this.#pendCount < this.#c.concurrency; batch++) {
       if (this.#held + this.#pendCount >= this.#quota) return this.#pendCount === 0 ? { reason: 'quota' } : undefined;
       if (this.#live.length === 0) return { reason: 'nothing-left', errno: this.#lastPoolErrno };
-      if (this.#c.rate > 0) {
-        if (this.#tokens < 1) return undefined;
-        this.#tokens--;
-      }
-      const combo = this.#live[this.#rr++ % this.#live.length];
+      if (this.#c.rate > 0 && this.#tokens < 1) return undefined;
+      const combo = this.#nextCombo(now);
+      this.#starved = combo === undefined;
+      if (combo === undefined) return undefined;
+      if (this.#c.rate > 0) this.#tokens--;
       const r = this.#attempt(combo, now);
       if (r) return r;
+    }
+    return undefined;
+  }
+
+  /** The next live combo whose target is under its cap and not backing off; undefined when there is none now. */
+  #nextCombo(now: number): Combo | undefined {
+    const live = this.#live;
+    for (let tries = 0; tries < live.length; tries++) {
+      const combo = live[this.#rr++ % live.length];
+      const t = combo.target;
+      if (this.#used[t] >= this.#cap[t]) continue;
+      // Backing off: wait for the retry time, and then one attempt at a time until one succeeds.
+      if (this.#backoff[t] > 0 && (now < this.#retryAt[t] || this.#inFlight[t] > 0)) continue;
+      return combo;
     }
     return undefined;
   }
@@ -262,6 +307,8 @@ class ClientWorker {
     }
     if (r >= 0) r = ffi.connect(fd, target);
     if (r === 0 || r === -ffi.EINPROGRESS) {
+      this.#used[combo.target]++;
+      this.#inFlight[combo.target]++;
       const i = this.#pendCount++;
       this.#pending.set(i, fd, ffi.POLLOUT);
       this.#pendStart[i] = now;
@@ -282,9 +329,25 @@ class ClientWorker {
     const name = ffi.errnoName(negErrno);
     this.#errors[name] = (this.#errors[name] ?? 0) + 1;
     const meaning = errnoMeaning(name, this.#c.strategy);
+    if (meaning.backoff) this.#backOff(combo.target, name);
     if (meaning.effect === 'pool') this.#poolFull(combo, name, true);
     else if (meaning.effect === 'stop') return { reason: 'limit', errno: name };
     return undefined;
+  }
+
+  /** A hard error from target t: wait twice as long as last time before the next attempt (BACKOFF_MIN_MS..BACKOFF_MAX_MS). */
+  #backOff(t: number, errno: string): void {
+    this.#backoff[t] = Math.min(BACKOFF_MAX_MS, this.#backoff[t] > 0 ? this.#backoff[t] * 2 : BACKOFF_MIN_MS);
+    this.#retryAt[t] = performance.now() + this.#backoff[t];
+    this.#hardError = { errno, destination: fmtTarget(this.#c.targets[t]) };
+  }
+
+  /** A connect to target t ended: it no longer counts in flight, nor (unless held) against the cap. */
+  #settled(t: number, held: boolean): void {
+    this.#inFlight[t]--;
+    if (!held) this.#used[t]--;
+    // A slot freed under a cap, or a backoff ended: launching may go on.
+    this.#starved = false;
   }
 
   #poolFull(combo: Combo, errno: string, announce: boolean): void {
@@ -304,10 +367,13 @@ class ClientWorker {
       const err = bad ? ffi.socketError(fd) : 0;
       const start = this.#pendStart[i];
       this.#removePending(i);
+      this.#settled(combo.target, !bad);
       if (bad) {
         this.#fail(combo, fd, -(err || ffi.ECONNRESET));
         continue;
       }
+      this.#backoff[combo.target] = 0;
+      this.#connected++;
       this.#fds[this.#held++] = fd;
       combo.held++;
       this.#sourceHeld[combo.source]++;
@@ -346,6 +412,7 @@ class ClientWorker {
       const fd = this.#pending.fd(i);
       const combo = this.#combos[this.#pendCombo[i]];
       this.#removePending(i);
+      this.#settled(combo.target, false);
       this.#fail(combo, fd, -ffi.ETIMEDOUT);
     }
   }
@@ -353,6 +420,7 @@ class ClientWorker {
   #abandonPending(): void {
     for (let i = this.#pendCount - 1; i >= 0; i--) {
       ffi.close(this.#pending.fd(i));
+      this.#settled(this.#combos[this.#pendCombo[i]].target, false);
       this.#removePending(i);
     }
   }
@@ -403,6 +471,13 @@ class ClientWorker {
     this.#sweepMs = performance.now() - started;
   }
 
+  /** Polls every held connection now and says what is still held (a signal ended the hold: the report counts this). */
+  count(): void {
+    if (this.#state === 'ramp') return; // it answers 'checked' when its ramp ends
+    this.#sweepHeld();
+    send({ type: 'checked', stats: this.stats() });
+  }
+
   /** Closes every held descriptor (RST when close is 'rst': SO_LINGER 0 was set at creation). */
   closeAll(): number {
     this.#state = 'closing';
@@ -415,6 +490,7 @@ class ClientWorker {
 }
 
 let worker: ClientWorker | undefined;
+ignoreGroupSignals();
 
 process.on('message', (msg: ToWorker) => {
   switch (msg.type) {
@@ -434,6 +510,9 @@ process.on('message', (msg: ToWorker) => {
       break;
     case 'stop':
       worker?.stop(msg.clients);
+      break;
+    case 'count':
+      worker?.count();
       break;
     case 'close': {
       const closed = worker?.closeAll() ?? 0;

@@ -28,3 +28,13 @@ export function kernelSocketBytes(): number {
   }
   return total;
 }
+
+/** MemAvailable from /proc/meminfo in bytes (everything the run costs the host, user and kernel), or null. */
+export function memAvailableBytes(): number | null {
+  try {
+    const m = /^MemAvailable:\s+(\d+) kB/m.exec(readFileSync('/proc/meminfo', 'utf8'));
+    return m ? Number(m[1]) * 1024 : null;
+  } catch {
+    return null;
+  }
+}

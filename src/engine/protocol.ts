@@ -19,7 +19,16 @@ export interface ClientConfig {
   readonly workers: number;
   readonly strategy: Strategy;
   readonly sources: readonly string[];
+  /** The destinations this worker connects to (its share of the run's). */
   readonly targets: readonly Target[];
+  /** Their indices among the run's destinations: pool keys use these, so every worker names a pool alike. */
+  readonly targetIds: readonly number[];
+  /**
+   * Connections to each of `targets` at most (held and in flight), so no
+   * accept queue of the queue sink is asked for more than it holds; null:
+   * round-robin until the quota.
+   */
+  readonly caps: readonly number[] | null;
   /** Connections this worker opens at most (its share of the open-files limit). */
   readonly quota: number;
   /** Connects in flight at once. */
@@ -62,6 +71,8 @@ export type ToWorker =
   | { readonly type: 'exclude'; readonly key: string }
   /** The ramp is over; `clients` workers hold connections and check them, each at its share of the checks' budget. */
   | { readonly type: 'stop'; readonly clients: number }
+  /** Poll every held connection now and answer 'checked' (the count the report gives, e.g. when a signal ends the hold). */
+  | { readonly type: 'count' }
   | { readonly type: 'close' };
 
 /** Counters a client worker reports, cumulative since its start. */
@@ -73,6 +84,10 @@ export interface ClientStats {
   readonly errors: Readonly<Record<string, number>>;
   /** Held connections later lost to a reset or hang-up from the peer. */
   readonly lost: number;
+  /** Connects that ever succeeded (held now or not). */
+  readonly connected: number;
+  /** The last hard failure (refused, unreachable, reset at connect) and its destination, for a run where nothing connects. */
+  readonly hardError: { readonly errno: string; readonly destination: string } | null;
   /** Latency histogram counts (see histogram.ts), and the maximum in ms. */
   readonly latency: readonly number[];
   readonly latencyMax: number;

@@ -8,13 +8,12 @@
 import { EventEmitter } from 'node:events';
 import * as ffi from '../kernel/ffi.js';
 import type { Listener } from './listeners.js';
+import { FD_RESERVE } from './plan.js';
 import type { FromWorker, SinkConfig } from './protocol.js';
 import { reap, spawnWorker, type WorkerHandle } from './worker-pool.js';
 
 /** Sink workers accepting at the same time. */
 const ACTIVE_SINKS = 2;
-/** Descriptors a worker keeps for node itself. */
-export const FD_RESERVE = 64;
 
 /** What a sink pool is asked to do. */
 export interface SinkPoolOptions {

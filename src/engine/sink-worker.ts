@@ -5,7 +5,7 @@
  */
 import * as ffi from '../kernel/ffi.js';
 import type { SinkConfig, ToWorker } from './protocol.js';
-import { raiseNofile, send } from './worker-common.js';
+import { ignoreGroupSignals, raiseNofile, send } from './worker-common.js';
 
 const REPORT_MS = 100;
 const POLL_MS = 20;
@@ -81,6 +81,7 @@ class SinkWorker {
 }
 
 let sink: SinkWorker | undefined;
+ignoreGroupSignals();
 
 process.on('message', (msg: ToWorker) => {
   if (msg.type === 'start') {

@@ -2,9 +2,25 @@
 import * as ffi from '../kernel/ffi.js';
 import type { FromWorker } from './protocol.js';
 
-/** Sends one message to the coordinator (a no-op once it is gone). */
+/** Sends one message to the coordinator (a no-op once it is gone, even if the channel closes mid-call). */
 export function send(msg: FromWorker): void {
-  if (process.connected) process.send?.(msg);
+  if (!process.connected) return;
+  try {
+    process.send?.(msg);
+  } catch {
+    // The coordinator is gone; 'disconnect' closes everything.
+  }
+}
+
+/**
+ * A worker never dies of a signal meant for the run: Ctrl-C sends SIGINT to
+ * the whole process group, a closed terminal SIGHUP, a service manager
+ * SIGTERM to the whole group. The coordinator gets them too and tells the
+ * workers to close; if it dies instead, 'disconnect' does the same.
+ */
+export function ignoreGroupSignals(): void {
+  const ignore = (): void => {};
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, ignore);
 }
 
 /**

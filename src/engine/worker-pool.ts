@@ -31,7 +31,13 @@ export function spawnWorker(kind: 'client' | 'sink', index: number, onMessage: (
     child,
     pid: child.pid ?? -1,
     send(msg: ToWorker): void {
-      if (child.connected) child.send(msg);
+      if (!child.connected) return;
+      // The channel can close between the check and the write (a worker dying of a signal): its 'exit' tells the rest.
+      try {
+        child.send(msg, (err) => void err);
+      } catch {
+        // as above
+      }
     },
   };
   child.on('message', (m: FromWorker) => onMessage(handle, m));

@@ -6,3 +6,10 @@
 
 /** Kernel memory of one idle established TCP socket, in bytes (slab: TCP sock 2,368 + socket inode 832 + file 192 + dentry 192 + LSM 56, plus bind buckets; median of 7 quiet runs). */
 export const KERNEL_BYTES_PER_SOCKET = 4036;
+
+/**
+ * Kernel memory of the server's end of a connection that waits in an accept
+ * queue (the probe's queue sink): the TCP socket alone, no file, socket
+ * inode or dentry (measured: see docs/measurements.md).
+ */
+export const KERNEL_BYTES_PER_QUEUED_SOCKET = 2600;

@@ -11,6 +11,12 @@ export interface ErrnoMeaning {
   readonly constraint: ConstraintId | null;
   /** `pool`: one source/destination pool is full, others may go on; `stop`: progress stops; `transient`: retry. */
   readonly effect: 'pool' | 'stop' | 'transient';
+  /**
+   * A hard answer from the destination or the network (refused, unreachable,
+   * reset at connect): retrying at once would only storm it, so the engine
+   * backs off from that destination.
+   */
+  readonly backoff: boolean;
   readonly words: string;
 }
 
@@ -20,29 +26,33 @@ export function errnoMeaning(errno: string, strategy: Strategy): ErrnoMeaning {
     case 'EADDRNOTAVAIL':
       return {
         constraint: strategy === 'explicit' ? 'explicit-ports' : strategy === 'bind' ? 'bind-pool' : 'ephemeral-ports',
-        effect: 'pool',
+        effect: 'pool', backoff: false,
         words: 'no source port left for that (source, destination) 4-tuple',
       };
     case 'EADDRINUSE':
       return {
         constraint: strategy === 'explicit' ? 'explicit-ports' : 'bind-pool',
-        effect: 'pool',
+        effect: 'pool', backoff: false,
         words: strategy === 'explicit' ? 'the chosen source port is taken' : 'bind(address, 0) found no free port in the shared pool',
       };
     case 'EMFILE':
-      return { constraint: 'fd-process', effect: 'stop', words: "the process's open-files limit (RLIMIT_NOFILE)" };
+      return { constraint: 'fd-process', effect: 'stop', backoff: false, words: "the process's open-files limit (RLIMIT_NOFILE)" };
     case 'ENFILE':
-      return { constraint: 'fd-host', effect: 'stop', words: 'the system-wide file table (fs.file-max)' };
+      return { constraint: 'fd-host', effect: 'stop', backoff: false, words: 'the system-wide file table (fs.file-max)' };
     case 'ENOBUFS':
     case 'ENOMEM':
-      return { constraint: 'memory', effect: 'stop', words: 'the kernel could not allocate socket memory' };
+      return { constraint: 'memory', effect: 'stop', backoff: false, words: 'the kernel could not allocate socket memory' };
     case 'ETIMEDOUT':
-      return { constraint: 'backlog', effect: 'transient', words: 'no answer to the SYN: the accepting side dropped it (full backlog?) or conntrack did' };
+      return { constraint: 'backlog', effect: 'transient', backoff: false, words: 'no answer to the SYN: the accepting side dropped it (full backlog?) or conntrack did' };
     case 'ECONNREFUSED':
-      return { constraint: 'backlog', effect: 'transient', words: 'refused: nothing listens there, or the listener is gone' };
+      return { constraint: 'backlog', effect: 'transient', backoff: true, words: 'refused: nothing listens there, or the listener is gone' };
     case 'ECONNRESET':
-      return { constraint: 'backlog', effect: 'transient', words: 'reset by the accepting side' };
+      return { constraint: 'backlog', effect: 'transient', backoff: true, words: 'reset by the accepting side' };
+    case 'ENETUNREACH':
+      return { constraint: null, effect: 'transient', backoff: true, words: 'no route to that network from here' };
+    case 'EHOSTUNREACH':
+      return { constraint: null, effect: 'transient', backoff: true, words: 'the destination host is unreachable' };
     default:
-      return { constraint: null, effect: 'transient', words: 'unexpected error' };
+      return { constraint: null, effect: 'transient', backoff: false, words: 'unexpected error' };
   }
 }

@@ -6,7 +6,7 @@
 import type { KernelFacts } from '../kernel/facts.js';
 import type { Fact } from '../kernel/fact.js';
 import { type Endpoints, isLoopback, parsePorts } from './address.js';
-import { KERNEL_BYTES_PER_SOCKET } from './costs.js';
+import { KERNEL_BYTES_PER_QUEUED_SOCKET, KERNEL_BYTES_PER_SOCKET } from './costs.js';
 import { PortSet } from './port-set.js';
 import type { Strategy } from './strategy.js';
 
@@ -52,6 +52,13 @@ export interface LimitsInput {
   /** Addresses of this host besides loopback (a destination there has both ends here). */
   readonly localAddresses?: readonly string[];
   readonly kernelBytesPerSocket?: number;
+  /**
+   * The server's end waits in accept queues that nobody accepts from (the
+   * probe's queue sink): no descriptor on that side, a socket without a
+   * file, and `perListener` connections per listener at most. `listeners`
+   * null: the probe opens as many listeners as the target needs.
+   */
+  readonly acceptQueue?: { readonly perListener: number; readonly listeners: number | null };
 }
 
 /** The model's answer. */
@@ -67,8 +74,10 @@ export interface Limits {
   readonly destinationCount: number;
   /** Number of source addresses (1 when the kernel chooses). */
   readonly sourceCount: number;
-  /** Sockets, and descriptors, each connection costs on this host (2 when both ends are here). */
+  /** Sockets each connection costs on this host (2 when both ends are here). */
   readonly socketsPerConnection: 1 | 2;
+  /** Descriptors each connection costs on this host (1 with the queue sink: the server's end has none). */
+  readonly descriptorsPerConnection: 1 | 2;
 }
 
 const fmt = (n: number): string => n.toLocaleString('en-US');
@@ -117,12 +126,16 @@ export function computeLimits(input: LimitsInput): Limits {
   if (general) destinationCount = 1;
   const sourceCount = Math.max(1, input.sources.length);
   const sockets: 1 | 2 = anyLocal ? 2 : 1;
+  const queue = anyLocal ? input.acceptQueue : undefined;
+  const descriptors: 1 | 2 = queue ? 1 : sockets;
   const perSocket = input.kernelBytesPerSocket ?? KERNEL_BYTES_PER_SOCKET;
+  // The server's end in an accept queue is a socket without a file, inode or dentry.
+  const perConnection = perSocket + (sockets === 2 ? (queue ? KERNEL_BYTES_PER_QUEUED_SOCKET : perSocket) : 0);
   const constraints: Constraint[] = [];
 
   const ports = portConstraint(facts, strategy, sourceCount, destinationCount, general);
   constraints.push(ports.constraint);
-  constraints.push(fdProcess(facts), fdHost(facts, sockets), memory(facts, sockets, perSocket), conntrack(facts), timeWait(facts), backlog(facts));
+  constraints.push(fdProcess(facts), fdHost(facts, descriptors, sockets), memory(facts, sockets, perConnection, perSocket, queue !== undefined), conntrack(facts), timeWait(facts), backlog(facts, queue));
 
   const pick = (scopes: ReadonlySet<string>): Answer => {
     let best: Constraint | undefined;
@@ -142,6 +155,7 @@ export function computeLimits(input: LimitsInput): Limits {
     destinationCount,
     sourceCount,
     socketsPerConnection: sockets,
+    descriptorsPerConnection: descriptors,
   };
 }
 
@@ -228,31 +242,32 @@ function fdProcess(facts: KernelFacts): Constraint {
   };
 }
 
-function fdHost(facts: KernelFacts, sockets: 1 | 2): Constraint {
+function fdHost(facts: KernelFacts, descriptors: 1 | 2, sockets: 1 | 2): Constraint {
   if (!facts.fileMax.known) return { id: 'fd-host', limit: null, scope: 'host', detail: `fs.file-max unknown: ${facts.fileMax.reason}`, remedy: '' };
   const max = facts.fileMax.value;
   const inUse = facts.fileNr.known ? facts.fileNr.value.allocated : 0;
   const free = Math.max(0, max - inUse);
-  const both = sockets === 2 ? ', two per connection because both ends are on this host' : '';
+  const both =
+    descriptors === 2 ? ', two per connection because both ends are on this host' : sockets === 2 ? ", one per connection: the server's end waits in an accept queue and has no descriptor" : '';
   return {
     id: 'fd-host',
-    limit: Math.floor(free / sockets),
+    limit: Math.floor(free / descriptors),
     scope: 'host',
     detail: `system-wide file table fs.file-max ${fmt(max)}, ${fmt(inUse)} in use${both}`,
     remedy: `sysctl -w fs.file-max=${Math.max(max * 2, 2_097_152)}`,
   };
 }
 
-function memory(facts: KernelFacts, sockets: 1 | 2, perSocket: number): Constraint {
+function memory(facts: KernelFacts, sockets: 1 | 2, perConn: number, perSocket: number, queued: boolean): Constraint {
   if (!facts.memAvailable.known) return { id: 'memory', limit: null, scope: 'host', detail: `available memory unknown: ${facts.memAvailable.reason}`, remedy: '' };
   const avail = facts.memAvailable.value;
-  const perConn = perSocket * sockets;
+  const what = sockets === 2 ? (queued ? '2 sockets, the server\'s waiting in an accept queue without a file' : '2 sockets') : '1 socket';
   const tcpMax = facts.tcpMem.known ? ` tcp_mem (max ${fmt(facts.tcpMem.value.max)} pages) counts buffered data, which idle connections do not hold.` : '';
   return {
     id: 'memory',
     limit: Math.floor(avail / perConn),
     scope: 'host',
-    detail: `${(avail / 2 ** 30).toFixed(1)} GiB available at about ${(perConn / 1024).toFixed(1)} KiB of kernel memory per idle connection (${sockets} socket${sockets === 2 ? 's' : ''}); the program's own memory per connection comes on top.${tcpMax}`,
+    detail: `${(avail / 2 ** 30).toFixed(1)} GiB available at about ${(perConn / 1024).toFixed(1)} KiB of kernel memory per idle connection (${what}); the program's own memory per connection comes on top.${tcpMax}`,
     remedy: `more memory, or fewer bytes per connection in the program; each idle socket costs about ${(perSocket / 1024).toFixed(1)} KiB of kernel slab`,
   };
 }
@@ -281,10 +296,22 @@ function timeWait(facts: KernelFacts): Constraint {
   };
 }
 
-function backlog(facts: KernelFacts): Constraint {
+function backlog(facts: KernelFacts, queue: LimitsInput['acceptQueue']): Constraint {
   const smc = facts.somaxconn.known ? fmt(facts.somaxconn.value) : 'unknown';
   const syn = facts.tcpMaxSynBacklog.known ? fmt(facts.tcpMaxSynBacklog.value) : 'unknown';
   const cookies = facts.tcpSyncookies.known ? facts.tcpSyncookies.value : '?';
+  if (queue) {
+    const fixed = queue.listeners !== null;
+    return {
+      id: 'backlog',
+      limit: fixed ? (queue.listeners as number) * queue.perListener : null,
+      scope: 'host',
+      detail: fixed
+        ? `the sink never accepts: each of ${fmt(queue.listeners as number)} listener${queue.listeners === 1 ? '' : 's'} holds ${fmt(queue.perListener)} connections in its accept queue (somaxconn ${smc} + 1), no more`
+        : `the sink never accepts: each listener holds ${fmt(queue.perListener)} connections in its accept queue (somaxconn ${smc} + 1), and the probe opens as many listeners as the target needs`,
+      remedy: fixed ? 'more listening ports, sysctl -w net.core.somaxconn=65535, or --sink accept' : '',
+    };
+  }
   return {
     id: 'backlog',
     limit: null,

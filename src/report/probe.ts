@@ -22,19 +22,28 @@ export function renderProgress(p: ProbeProgress, target: number): string {
   return `${p.phase.padEnd(8)} held ${num(p.held)}${pct}  accepted ${num(p.accepted)}  ${num(p.ratePerSec)}/s  errors ${num(p.errors)}  ${(p.elapsedMs / 1000).toFixed(1)} s`;
 }
 
+/** How the run ended, in words: never 'reached the target' below it. */
+export function stopWords(r: Pick<ProbeResult, 'stoppedBy' | 'held' | 'target'> & { interrupted?: string | null }): string {
+  if (r.stoppedBy === 'signal') return r.interrupted ? `was interrupted (${r.interrupted})` : STOP_WORDS.signal;
+  if (r.stoppedBy === 'target' && r.held < r.target) return `ended at ${num(r.held)} of the ${num(r.target)} asked`;
+  return STOP_WORDS[r.stoppedBy];
+}
+
 /** The human report. */
 export function renderProbe(r: ProbeResult): string {
   const out: string[] = [];
   const beyond = r.held > 65_536 ? ` — more than 65,536, from one host` : '';
-  out.push(`Held ${num(r.held)} concurrent TCP connections${beyond}; the run ${STOP_WORDS[r.stoppedBy]}.`);
+  out.push(`Held ${num(r.held)} concurrent TCP connections${beyond}; the run ${stopWords(r)}.`);
   const binding = r.ceiling.binding ? `${CONSTRAINT_WORDS[r.ceiling.binding]} (${r.ceiling.binding})` : 'unknown';
   out.push(`Predicted: ${num(r.predicted)} of ${num(r.target)} asked (the model's ceiling for the host: ${num(r.ceiling.connections)}, bound by ${binding}).`);
   if (r.limit) {
     const id = r.limit.id ? `${r.limit.id}: ` : '';
     out.push(`Limit hit: ${id}${r.limit.errno} on ${num(r.limit.count)} attempt${r.limit.count === 1 ? '' : 's'} — ${r.limit.words}.`);
   }
+  if (r.failure) out.push(`No connection succeeded: ${r.failure.errno} from ${r.failure.destination} — ${r.failure.words}.`);
   out.push('');
   out.push(`  destinations    ${summarize(r.destinations)}`);
+  if (r.sink && r.sink.mode !== 'none') out.push(`  sink            ${r.sink.mode}: ${r.sink.why}`);
   out.push(`  sources         ${r.sources.length ? summarize(r.sources) : 'chosen by the kernel'}; strategy ${r.strategy}`);
   out.push(`  ramp            ${(r.rampMs / 1000).toFixed(1)} s to the peak; connect rate median ${num(r.rate.median)}/s, peak ${num(r.rate.peak)}/s`);
   const tenths = rampPace(r);
@@ -55,7 +64,9 @@ export function renderProbe(r: ProbeResult): string {
   out.push(`  attempts        ${num(r.attempts)}; failed: ${errs.length ? errs.map(([k, v]) => `${k} ${num(v)}`).join(', ') : 'none'}${r.lost ? `; ${num(r.lost)} held connections lost to resets` : ''}`);
   const perU = r.memory.userBytesPerConnection === null ? '-' : bytes(r.memory.userBytesPerConnection);
   const perK = r.memory.kernelBytesPerConnection === null ? '-' : bytes(r.memory.kernelBytesPerConnection);
-  out.push(`  memory          user space ${bytes(r.memory.userBytes)} (${perU} per connection, ${r.workers.clients} client + ${r.workers.sinks} sink processes); kernel +${bytes(r.memory.kernelBytes)} (${perK} per connection)`);
+  const drop = r.memory.availableDropBytesPerConnection;
+  const all = typeof drop === 'number' ? `; MemAvailable -${bytes(r.memory.availableDropBytes ?? 0)} (${bytes(drop)} per connection, everything)` : '';
+  out.push(`  memory          user space ${bytes(r.memory.userBytes)} (${perU} per connection, ${r.workers.clients} client + ${r.workers.sinks} sink processes); kernel +${bytes(r.memory.kernelBytes)} (${perK} per connection)${all}`);
   const others = othersLine(r);
   if (others) out.push(`  other programs  ${others}`);
   for (const d of r.workers.died) out.push(`  worker died     ${d.kind} pid ${d.pid} (${d.signal ?? `exit ${d.code}`}) holding ${num(d.held)}`);

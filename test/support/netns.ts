@@ -4,6 +4,9 @@
  * without touching the host. The namespace dies with the child.
  */
 import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /** Why namespace tests cannot run here, or undefined when they can. */
@@ -28,16 +31,26 @@ export interface NetnsRun {
   status: number | null;
   stdout: string;
   stderr: string;
+  /** What the `during` script printed (empty without one). */
+  during: string;
 }
 
 /**
  * Runs the fourtuple CLI in a new namespace after `setup` shell lines (run
  * by sh, e.g. sysctl writes); loopback is brought up first.
  */
-export function cliInNetns(setup: string[], args: string[], timeoutMs = 120_000): NetnsRun {
+export function cliInNetns(setup: string[], args: string[], during?: string, timeoutMs = 120_000): NetnsRun {
   const cli = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
   const quoted = [process.execPath, cli, ...args].map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
-  const script = ['set -e', 'ip link set lo up', ...setup, `exec ${quoted}`].join('\n');
-  const r = spawnSync('unshare', ['-n', 'sh', '-c', script], { encoding: 'utf8', timeout: timeoutMs });
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+  const dir = during === undefined ? undefined : mkdtempSync(join(tmpdir(), 'ft-netns-'));
+  // `during` runs beside the CLI in the same namespace (e.g. reading the kernel's table while it holds); its output goes to a file.
+  const run = dir === undefined ? [`exec ${quoted}`] : [`( ${during} ) > '${dir}/during' 2>&1 &`, 'd=$!', `${quoted}`, 'rc=$?', 'wait $d', 'exit $rc'];
+  const script = ['set -e', 'ip link set lo up', ...setup, 'set +e', ...run].join('\n');
+  try {
+    const r = spawnSync('unshare', ['-n', 'sh', '-c', script], { encoding: 'utf8', timeout: timeoutMs });
+    const out = dir === undefined ? '' : readFileSync(join(dir, 'during'), 'utf8');
+    return { status: r.status, stdout: r.stdout, stderr: r.stderr, during: out };
+  } finally {
+    if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+  }
 }
