@@ -20,7 +20,7 @@ function facts(over: { somaxconn?: number; range?: [number, number]; reserved?: 
   } as KernelFacts;
 }
 
-const base = { strategy: 'auto' as const, from: [], targets: [], embeddedSink: true, nofileHard: 20_000 };
+const base = { strategy: 'auto' as const, from: [], targets: [], embeddedSink: true, nofileHard: 20_000, parallel: 2 };
 
 test('queue sink: enough listeners for the queues (somaxconn + 1 each), none inherited by the clients', () => {
   const p = planRun({ ...base, facts: facts({}), connections: 2_000_000 });
@@ -28,8 +28,13 @@ test('queue sink: enough listeners for the queues (somaxconn + 1 each), none inh
   assert.equal(p.perListener, 4097);
   assert.equal(p.listen?.count, Math.ceil(2_000_000 / 4097)); // 489
   assert.equal(p.pace, false);
-  assert.equal(p.clientQuota, 20_000 - 64);
-  assert.equal(p.clients, Math.ceil(2_000_000 / 19_936));
+  // Two clients (--parallel), each handing its connections to holders 19,936 at a time.
+  assert.equal(p.batch, 20_000 - 64);
+  assert.equal(p.clients, 2);
+  assert.equal(p.clientQuota, 1_000_000);
+  // One client when its own descriptors hold the target.
+  const small = planRun({ ...base, facts: facts({}), connections: 19_936 });
+  assert.deepEqual([small.clients, small.clientQuota], [1, 19_936]);
   // The default listeners avoid the ephemeral range and reserved ports.
   assert.ok(p.listen?.avoid.has(32768) && p.listen.avoid.has(60999) && !p.listen.avoid.has(7000));
   const r = planRun({ ...base, facts: facts({ reserved: '7001-7003' }), connections: 10 });
@@ -54,7 +59,7 @@ test('accept sink: the clients inherit the listeners to pace by their queues, ou
   assert.equal(p.perListener, null);
   assert.equal(p.pace, true);
   assert.equal(p.listen?.count, Math.ceil(100_000 / (28_232 * FILL_TARGET)));
-  assert.equal(p.clientQuota, 20_000 - 64 - (p.listen?.count ?? 0));
+  assert.equal(p.batch, 20_000 - 64 - (p.listen?.count ?? 0));
 });
 
 test('--to on the embedded sink: queue when the queues hold the target, accept when they do not (unless asked)', () => {
@@ -71,7 +76,8 @@ test('load: no sink, no listeners', () => {
   const p = planRun({ ...base, facts: facts({}), embeddedSink: false, targets: [{ address: '10.0.0.1', port: 80 }], connections: 50_000 });
   assert.equal(p.sink, 'none');
   assert.equal(p.listen, null);
-  assert.equal(p.clients, 3);
+  assert.equal(p.clients, 2);
+  assert.equal(p.clientQuota, 25_000);
 });
 
 test('a plan that cannot work says why (the caller turns it into exit 2)', () => {

@@ -186,6 +186,8 @@ test('down is idempotent and ends the processes of a crashed lab', { skip }, () 
   up([]);
   // A leftover process inside a lab namespace, as a crashed 'lab run' would leave.
   spawnSync('sh', ['-c', 'ip netns exec ft-srv sleep 300 >/dev/null 2>&1 &']);
+  // The background start takes a moment: wait for it to be inside the namespace.
+  for (let i = 0; i < 100 && sh('ip netns pids ft-srv').trim() === ''; i++) spawnSync('sleep', ['0.02']);
   assert.notEqual(sh('ip netns pids ft-srv').trim(), '');
   down();
   down();

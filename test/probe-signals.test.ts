@@ -21,7 +21,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { netnsUnavailable } from './support/netns.js';
@@ -43,7 +43,7 @@ async function within<T>(promise: Promise<T>, ms: number): Promise<T | null> {
 
 /** Generous bounds: these must hold on a loaded 2-core machine as on a 64-core one. */
 const SECOND = 1000;
-/** How long a run may take to hold its target before the test gives up. */
+/** How long a run may take to listen, or to hold its target, before the test gives up (generous: beside another program holding half a million connections, startup and ramp take many times longer). */
 const HOLD_WAIT_MS = 90 * SECOND;
 /** How long a run may take to end after a signal (or after its time bound) before the test gives up. */
 const EXIT_WAIT_MS = 60 * SECOND;
@@ -109,8 +109,8 @@ interface SockRow {
   state: string;
   local: string;
   peer: string;
-  /** PIDs of the processes holding the socket (with -p; empty for TIME_WAIT and orphans). */
-  owners: number[];
+  /** The socket's inode (with -e): 0 when no process holds it (TIME_WAIT, orphaned closes). */
+  ino: number;
   line: string;
 }
 
@@ -123,13 +123,40 @@ function ss(args: string[]): SockRow[] {
     // With `state X` ss leaves the State column out.
     const hasState = !/^\d+$/.test(f[0]);
     const [state, , , local, peer] = hasState ? f : ['', ...f];
-    rows.push({ state, local, peer, owners: [...line.matchAll(/pid=(\d+)/g)].map((m) => Number(m[1])), line });
+    rows.push({ state, local, peer, ino: Number(/\bino:(\d+)/.exec(line)?.[1] ?? 0), line });
   }
   return rows;
 }
 
 function portOf(endpoint: string): number {
   return Number(endpoint.slice(endpoint.lastIndexOf(':') + 1));
+}
+
+/**
+ * Inodes of the sockets the processes `pids` hold, from their /proc/PID/fd.
+ * (Not `ss -p`: that reads every descriptor of every process on the host,
+ * seconds of CPU per call beside another program holding a few hundred
+ * thousand connections.)
+ */
+function socketInodes(pids: Iterable<number>): Set<number> {
+  const out = new Set<number>();
+  for (const pid of pids) {
+    let fds: string[];
+    try {
+      fds = readdirSync(`/proc/${pid}/fd`);
+    } catch {
+      continue;
+    }
+    for (const fd of fds) {
+      try {
+        const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
+        if (m) out.add(Number(m[1]));
+      } catch {
+        /* closed meanwhile */
+      }
+    }
+  }
+  return out;
 }
 
 /** Whether an endpoint is one of `endpoints`; a wildcard address (0.0.0.0, [::], *) there stands for any address on its port. */
@@ -161,7 +188,6 @@ interface Exit {
 class Run {
   readonly child: ChildProcess;
   readonly pgid: number;
-  readonly startedAt = Date.now();
   stdout = '';
   stderr = '';
   exit: Exit | null = null;
@@ -201,7 +227,8 @@ class Run {
       children.get(p.ppid)!.push(p);
     }
     const mine: Proc[] = procs.filter((p) => p.pgrp === this.pgid && p.state !== 'Z');
-    const queue = procs.filter((p) => p.pid === this.pgid);
+    // Descendants only while the coordinator lives (after its exit its pid may be reused).
+    const queue = this.exit === null ? procs.filter((p) => p.pid === this.pgid) : [];
     while (queue.length) {
       const p = queue.pop()!;
       mine.push(p);
@@ -211,7 +238,10 @@ class Run {
     if (this.#listenersSettled || this.exit) return;
     // Listeners appear before the ramp; once two scans agree, the set is the run's.
     const before = this.listening.size;
-    for (const r of ss(['-tlp'])) if (r.owners.some((pid) => this.procs.has(pid))) this.listening.add(r.local);
+    const listeners = ss(['-tle']);
+    if (listeners.length === 0) return;
+    const ours = socketInodes(this.procs.keys());
+    for (const r of listeners) if (ours.has(r.ino)) this.listening.add(r.local);
     if (this.listening.size > 0 && this.listening.size === before) this.#listenersSettled = true;
   }
 
@@ -224,11 +254,11 @@ class Run {
   }
 
   /** The run's destinations once it listens on them (at most `ms`). */
-  async destinations(ms = 30 * SECOND): Promise<Set<string>> {
+  async destinations(ms = HOLD_WAIT_MS): Promise<Set<string>> {
     const deadline = Date.now() + ms;
     while (!this.#listenersSettled) {
       assert.equal(this.exit, null, `exited before listening: ${this.stderr.slice(-2000)}`);
-      assert.ok(Date.now() < deadline, `no listener of the run seen within ${ms / 1000} s`);
+      assert.ok(Date.now() < deadline, `no listener of the run seen within ${ms / 1000} s (seen so far: ${[...this.listening].join(' ') || 'none'}; processes: ${[...this.procs.keys()].join(' ')}); stderr: ${this.stderr.slice(-2000)}`);
       await sleep(50);
     }
     return this.listening;
@@ -257,16 +287,17 @@ class Run {
 
   /**
    * Sockets to or from `endpoints` that belong to the run: held by one of its
-   * processes, or by no process (TIME_WAIT, orphaned closes). A socket some
-   * other live program holds is not the run's.
+   * live processes, or by no process (TIME_WAIT, orphaned closes). A socket
+   * some other program holds is not the run's.
    */
   leftovers(endpoints: Set<string>): string[] {
     if (endpoints.size === 0) return [];
-    const rows = ss(['-tap', portFilter([...endpoints].map(portOf))]);
     const ofRun = matcher(endpoints);
+    const rows = ss(['-tae', portFilter([...endpoints].map(portOf))]).filter((r) => ofRun(r.local) || ofRun(r.peer));
+    if (rows.length === 0) return [];
+    const held = socketInodes(this.alive());
     return rows
-      .filter((r) => ofRun(r.local) || ofRun(r.peer))
-      .filter((r) => r.owners.length === 0 || r.owners.some((pid) => this.procs.has(pid)))
+      .filter((r) => r.ino === 0 || held.has(r.ino))
       .map((r) => r.line);
   }
 

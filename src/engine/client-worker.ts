@@ -1,15 +1,27 @@
 /**
  * A client worker process: opens connections as bare descriptors through
- * raw syscalls (no JS socket object per connection), holds them in a typed
- * array, and reports cumulative counters to the coordinator over IPC.
+ * raw syscalls (no JS socket object per connection), and reports
+ * cumulative counters to the coordinator over IPC.
+ *
+ * One process may hold only its open-files limit of descriptors, and a
+ * Node process costs about 0.15 s of CPU to start and 11 MB to keep. So a
+ * worker does not hold what it opens: whenever its descriptors are nearly
+ * all in use, it hands them to a holder, a `/bin/sh` that inherits them
+ * (the sockets are made without close-on-exec), ignores the run's group
+ * signals and waits on a pipe from the worker; the worker then closes its
+ * own copies and goes on. A holder costs a fork and an exec and about a
+ * megabyte. It ends when the worker kills it (closing) or when the pipe
+ * closes because the worker is gone, so no holder outlives its worker;
+ * either way the kernel closes its sockets, with RST (SO_LINGER 0).
  */
+import { spawn, type ChildProcess } from 'node:child_process';
 import * as ffi from '../kernel/ffi.js';
 import { errnoMeaning } from '../model/errno.js';
 import { parsePorts } from '../model/address.js';
 import { bucketOf, newHistogram } from './histogram.js';
 import type { ClientConfig, ClientStats, ToWorker } from './protocol.js';
 import { fmtTarget } from './listeners.js';
-import { holdCheckInterval, ignoreGroupSignals, raiseNofile, send } from './worker-common.js';
+import { ignoreGroupSignals, raiseNofile, send } from './worker-common.js';
 
 /** One (source, target) pair the worker round-robins over. */
 interface Combo {
@@ -40,6 +52,15 @@ const POLLRDHUP = 0x2000;
  */
 const BACKOFF_MIN_MS = 10;
 const BACKOFF_MAX_MS = 1000;
+/** The holder: ignores the signals a terminal or a service manager sends the whole group, and waits until its stdin closes. */
+const HOLDER_SCRIPT = 'trap "" INT TERM HUP QUIT; read _';
+
+/** A holder process and the connections it holds. */
+interface Holder {
+  readonly child: ChildProcess;
+  readonly connections: number;
+  exited: boolean;
+}
 
 class ClientWorker {
   readonly #c: ClientConfig;
@@ -82,8 +103,15 @@ class ClientWorker {
   /** The last launch found every live pool capped or backing off. */
   #starved = false;
 
-  constructor(config: ClientConfig, quota: number) {
+  /** Descriptors this process may hold at once: what it opens before handing them to a holder. */
+  readonly #batch: number;
+  /** Connections handed to holders. */
+  #handed = 0;
+  readonly #holders: Holder[] = [];
+
+  constructor(config: ClientConfig, quota: number, batch: number) {
     this.#c = config;
+    this.#batch = Math.max(1, batch);
     const targets = config.targets.length;
     this.#used = new Int32Array(targets);
     this.#cap = Float64Array.from(config.caps ?? config.targets.map(() => Infinity));
@@ -91,7 +119,7 @@ class ClientWorker {
     this.#retryAt = new Float64Array(targets);
     this.#inFlight = new Int32Array(targets);
     this.#quota = config.caps ? Math.min(quota, config.caps.reduce((a, b) => a + b, 0)) : quota;
-    this.#fds = new Int32Array(this.#quota);
+    this.#fds = new Int32Array(Math.min(this.#quota, this.#batch));
     this.#pending = new ffi.PollSet(config.concurrency);
     this.#pendStart = new Float64Array(config.concurrency);
     this.#pendCombo = new Int32Array(config.concurrency);
@@ -134,37 +162,15 @@ class ClientWorker {
     this.#live = this.#combos.filter((c) => c.alive);
   }
 
-  /** The run's ramp is over: stop opening, and from now on watch the held connections (`clients` workers do the same). */
-  stop(clients: number): void {
+  /** The run's ramp is over: stop opening, settle what is in flight, and say what is held. */
+  stop(): void {
     this.#stopRequested = true;
-    this.#clients = clients;
-    if (this.#state === 'hold') this.#startHeldChecks();
-  }
-
-  #checking = false;
-  #clients = 1;
-  #sweepMs = 0;
-
-  /**
-   * Polling every held descriptor costs as much as a connect per descriptor,
-   * so it waits until the whole run stops ramping. Then it polls them all at
-   * once and says what is still held: a connection reset during the ramp
-   * (a NAT gateway reusing its mapping, a server resetting) would otherwise
-   * still count in the run's peak.
-   */
-  #startHeldChecks(): void {
-    if (this.#checking) return;
-    this.#checking = true;
-    this.#sweepHeld();
-    send({ type: 'checked', stats: this.stats() });
-    // The first wait is drawn from the second half of the interval, so the clients' checks do not all fall together.
-    const wait = holdCheckInterval(this.#sweepMs, this.#clients);
-    setTimeout(this.#checkHeld, wait * (0.5 + Math.random() / 2)).unref();
+    if (this.#state === 'hold') send({ type: 'checked', stats: this.stats() });
   }
 
   stats(): ClientStats {
     return {
-      held: this.#held,
+      held: this.#held + this.#handed,
       attempts: this.#attempts,
       pending: this.#pendCount,
       errors: { ...this.#errors },
@@ -208,8 +214,7 @@ class ClientWorker {
       this.#abandonPending();
       this.#state = 'hold';
       send({ type: 'done', reason: outcome.reason, errno: outcome.errno, stats: this.stats() });
-      this.#sendPorts();
-      if (this.#stopRequested) this.#startHeldChecks();
+      if (this.#stopRequested) send({ type: 'checked', stats: this.stats() });
       return;
     }
     if (this.#launchBlocked() && this.#pendCount === 0) setTimeout(this.#tick, 1);
@@ -244,7 +249,13 @@ class ClientWorker {
     }
     // Small batches between polls: a connect's latency should not include launching hundreds of others.
     for (let batch = 0; batch < LAUNCH_BATCH && this.#pendCount < this.#c.concurrency; batch++) {
-      if (this.#held + this.#pendCount >= this.#quota) return this.#pendCount === 0 ? { reason: 'quota' } : undefined;
+      if (this.#handed + this.#held + this.#pendCount >= this.#quota) return this.#pendCount === 0 ? { reason: 'quota' } : undefined;
+      if (this.#held + this.#pendCount >= this.#batch) {
+        // Descriptors all in use: once what is in flight has settled, a holder takes them.
+        if (this.#pendCount > 0) return undefined;
+        const failed = this.#handOver();
+        if (failed) return failed;
+      }
       if (this.#live.length === 0) return { reason: 'nothing-left', errno: this.#lastPoolErrno };
       if (this.#c.rate > 0 && this.#tokens < 1) return undefined;
       const combo = this.#nextCombo(now);
@@ -277,7 +288,8 @@ class ClientWorker {
   #attempt(combo: Combo, now: number): { reason: 'limit'; errno: string } | undefined {
     const c = this.#c;
     const target = this.#targetAddrs[combo.target];
-    const fd = ffi.socket(target.length === 16 ? 4 : 6, true);
+    // Not close-on-exec: a holder inherits it (see the top of this file).
+    const fd = ffi.socket(target.length === 16 ? 4 : 6, true, false);
     this.#attempts++;
     if (fd < 0) return this.#fail(combo, -1, fd);
     if (c.close === 'rst') ffi.setLinger0(fd);
@@ -425,67 +437,80 @@ class ClientWorker {
     }
   }
 
-  /** Source ports of the held connections, read once the ramp is over so the ramp does not pay for it. */
-  #sendPorts(): void {
-    for (let i = 0; i < this.#held; i++) {
-      const name = ffi.getsockname(this.#fds[i]);
-      if (typeof name === 'object') this.#portCount[name.port]++;
+  /**
+   * Hands every descriptor this process holds to a new holder process, which
+   * inherits them at fork (spawn forks and execs before it returns), then
+   * closes its own copies. An outcome when no holder can be started (the
+   * process table or memory is full): that is where this worker stops.
+   */
+  #handOver(): { reason: 'limit'; errno: string } | undefined {
+    if (this.#held === 0) return undefined;
+    let child: ChildProcess;
+    try {
+      child = spawn('/bin/sh', ['-c', HOLDER_SCRIPT], { stdio: ['pipe', 'ignore', 'ignore'] });
+    } catch (err) {
+      return { reason: 'limit', errno: (err as NodeJS.ErrnoException).code ?? 'EAGAIN' };
     }
-    const pairs: number[] = [];
-    for (let p = 0; p < 65536; p++) if (this.#portCount[p]) pairs.push(p, this.#portCount[p]);
-    send({ type: 'ports', pairs });
-  }
-
-  /** While holding, notices connections the peer reset or closed (a dead sink), closes and counts them. */
-  #checkHeld = (): void => {
-    if (this.#state !== 'hold' || this.#held === 0) return;
-    const lostBefore = this.#lost;
-    this.#sweepHeld();
-    if (this.#lost !== lostBefore) send({ type: 'progress', stats: this.stats() });
-    setTimeout(this.#checkHeld, holdCheckInterval(this.#sweepMs, this.#clients)).unref();
-  };
-
-  /** Polls every held descriptor; closes and counts as lost those reset or hung up. */
-  #sweepHeld(): void {
-    if (this.#held === 0) return;
-    const started = performance.now();
-    const set = new ffi.PollSet(Math.min(this.#held, 4096));
-    for (let base = 0; base < this.#held; ) {
-      const n = Math.min(set.capacity, this.#held - base);
-      for (let i = 0; i < n; i++) set.set(i, this.#fds[base + i], POLLRDHUP);
-      if (set.poll(n, 0) > 0) {
-        // Compact: drop the dead ones from this chunk.
-        let w = base;
-        for (let i = 0; i < n; i++) {
-          if (set.revents(i)) {
-            ffi.close(this.#fds[base + i]);
-            this.#lost++;
-          } else this.#fds[w++] = this.#fds[base + i];
-        }
-        const dead = n - (w - base);
-        this.#fds.copyWithin(w, base + n, this.#held);
-        this.#held -= dead;
-        base = w;
-      } else base += n;
+    if (child.pid === undefined) {
+      child.on('error', () => {});
+      return { reason: 'limit', errno: 'EAGAIN' };
     }
-    this.#sweepMs = performance.now() - started;
+    const holder: Holder = { child, connections: this.#held, exited: false };
+    child.on('error', () => {});
+    child.stdin?.on('error', () => {});
+    child.on('exit', () => {
+      holder.exited = true;
+      this.#onHolderExit(holder);
+    });
+    this.#holders.push(holder);
+    for (let i = 0; i < this.#held; i++) ffi.close(this.#fds[i]);
+    this.#handed += this.#held;
+    this.#held = 0;
+    send({ type: 'holder', pid: child.pid, connections: holder.connections });
+    return undefined;
   }
 
-  /** Polls every held connection now and says what is still held (a signal ended the hold: the report counts this). */
-  count(): void {
-    if (this.#state === 'ramp') return; // it answers 'checked' when its ramp ends
-    this.#sweepHeld();
-    send({ type: 'checked', stats: this.stats() });
+  /** A holder gone before closing (killed from outside): its connections are lost. */
+  #onHolderExit(h: Holder): void {
+    if (this.#state === 'closing') return this.#closedOne?.();
+    this.#handed -= h.connections;
+    this.#lost += h.connections;
+    send({ type: 'progress', stats: this.stats() });
   }
 
-  /** Closes every held descriptor (RST when close is 'rst': SO_LINGER 0 was set at creation). */
-  closeAll(): number {
+  #closedOne: (() => void) | undefined;
+
+  /**
+   * Closes every connection (RST when close is 'rst': SO_LINGER 0 was set at
+   * creation): its own descriptors, then every holder, killed; resolves once
+   * every holder has exited, that is, once the kernel has closed its sockets.
+   */
+  async closeAll(): Promise<number> {
     this.#state = 'closing';
     this.#abandonPending();
-    const n = this.#held;
-    for (let i = 0; i < n; i++) ffi.close(this.#fds[i]);
+    const n = this.#held + this.#handed;
+    for (let i = 0; i < this.#held; i++) ffi.close(this.#fds[i]);
     this.#held = 0;
+    const live = this.#holders.filter((h) => !h.exited);
+    await new Promise<void>((resolve) => {
+      let left = live.length;
+      if (left === 0) return resolve();
+      this.#closedOne = () => {
+        if (--left === 0) resolve();
+      };
+      for (const h of live) h.child.kill('SIGKILL');
+    });
+    this.#handed = 0;
     return n;
+  }
+
+  get closing(): boolean {
+    return this.#state === 'closing';
+  }
+
+  /** Kills every holder at once (the coordinator is gone). */
+  killHolders(): void {
+    for (const h of this.#holders) if (!h.exited) h.child.kill('SIGKILL');
   }
 }
 
@@ -499,8 +524,8 @@ process.on('message', (msg: ToWorker) => {
       const nofile = raiseNofile(config.nofile);
       // Keep room for the descriptors node itself holds (stdio, IPC, epoll, ...). A forced low
       // limit (config.nofile) is left to bite, as it would in a misconfigured process: EMFILE.
-      const quota = config.nofile === undefined ? Math.max(0, Math.min(config.quota, nofile.soft - 64 - config.listeners)) : config.quota;
-      worker = new ClientWorker(config, quota);
+      const batch = config.nofile === undefined ? Math.max(1, nofile.soft - 64 - config.listeners) : config.quota;
+      worker = new ClientWorker(config, config.quota, batch);
       send({ type: 'ready', pid: process.pid, nofile });
       worker.start();
       break;
@@ -509,21 +534,20 @@ process.on('message', (msg: ToWorker) => {
       worker?.exclude(msg.key);
       break;
     case 'stop':
-      worker?.stop(msg.clients);
+      worker?.stop();
       break;
-    case 'count':
-      worker?.count();
+    case 'close':
+      void (worker?.closeAll() ?? Promise.resolve(0)).then((closed) => {
+        send({ type: 'closed', closed });
+        process.disconnect?.();
+        process.exit(0);
+      });
       break;
-    case 'close': {
-      const closed = worker?.closeAll() ?? 0;
-      send({ type: 'closed', closed });
-      process.disconnect?.();
-      break;
-    }
   }
 });
 // The coordinator gone means nobody will ever tell us to close: do it now.
 process.on('disconnect', () => {
-  worker?.closeAll();
+  if (worker?.closing) return;
+  worker?.killHolders();
   process.exit(0);
 });

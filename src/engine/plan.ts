@@ -45,6 +45,8 @@ export interface PlanInput {
   readonly sinkMode?: SinkMode;
   /** The process's hard open-files limit (every worker raises its soft limit to it). */
   readonly nofileHard: number;
+  /** Client processes ramping at once (--parallel). */
+  readonly parallel: number;
 }
 
 /** Default listeners the coordinator opens: `count` free ports on `address`, from `from` up, none in `avoid`. */
@@ -66,10 +68,12 @@ export interface RunPlan {
   readonly perListener: number | null;
   /** Listeners to open on free ports; null when --to names them. */
   readonly listen: ListenPlan | null;
-  /** Connections one client process opens at most. */
+  /** Connections one client process opens at most (it hands them to holder processes as its descriptors fill). */
   readonly clientQuota: number;
-  /** Client processes the target needs. */
+  /** Client processes: --parallel, or fewer when one holds the whole target in its own descriptors. */
   readonly clients: number;
+  /** Descriptors a client holds before it hands them to a holder. */
+  readonly batch: number;
   /** Whether clients inherit the listeners to pace by their accept queues (accept sink only). */
   readonly pace: boolean;
 }
@@ -113,15 +117,17 @@ export function planRun(input: PlanInput): RunPlan {
   }
   const pace = sink === 'accept';
   const inherited = pace ? listenerCount : 0;
-  const clientQuota = Math.max(1, input.nofileHard - FD_RESERVE - inherited);
+  const batch = Math.max(1, input.nofileHard - FD_RESERVE - inherited);
+  const clients = Math.max(1, Math.min(input.parallel, Math.ceil(connections / batch)));
   return {
     sink,
     sinkWhy,
     backlog,
     perListener: sink === 'queue' ? perQueue : null,
     listen,
-    clientQuota,
-    clients: Math.ceil(connections / clientQuota),
+    clientQuota: Math.ceil(connections / clients),
+    clients,
+    batch,
     pace,
   };
 }

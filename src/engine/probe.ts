@@ -7,10 +7,12 @@
  * Emits 'progress'; run() resolves with the result.
  */
 import { EventEmitter } from 'node:events';
+import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { readKernelFacts, type KernelFacts } from '../kernel/facts.js';
 import * as ffi from '../kernel/ffi.js';
 import { scanProcNetTcp } from '../kernel/proc-net-tcp.js';
+import { scanSockets } from '../kernel/socket-table.js';
 import { FfiUnavailableError, InvalidArgumentError } from '../errors.js';
 import { familyOf } from '../model/address.js';
 import { computeLimits, explicitPool, ephemeralPool, type Limits } from '../model/limits.js';
@@ -22,7 +24,8 @@ import type { Target } from './protocol.js';
 import { buildResult, type DeadWorker, type Machine, type ProbeResult, type StopReason } from './result.js';
 import { canTransition, transition, type Phase, type PhaseEvent } from './run-state.js';
 import { Sampler, SAMPLE_MS } from './sampler.js';
-import { ClientScheduler, type ClientOutcome } from './scheduler.js';
+import { ClientScheduler, killPid, type ClientOutcome } from './scheduler.js';
+import { holdCheckInterval } from './worker-common.js';
 import { SinkPool } from './sink-pool.js';
 import { reap, type WorkerHandle } from './worker-pool.js';
 
@@ -50,8 +53,12 @@ const STALL_MS = 5000;
 const CHECK_WAIT_MS = 2000;
 /** ...plus this per connection held (one poll of 20,000 descriptors takes about 7 ms here). */
 const CHECK_WAIT_US_PER_CONNECTION = 2;
-/** How long a worker may take to close its descriptors before it is killed. */
+/** How long a worker may take to close its descriptors before it is killed... */
 const CLOSE_GRACE_MS = 1500;
+/** ...plus this per connection it held (the kernel closes about one per 10 µs per core here: bench/RESULTS.md). */
+const CLOSE_US_PER_CONNECTION = 40;
+/** TCP_STATES index of ESTABLISHED. */
+const ESTABLISHED = 1;
 
 /** One probe (or load) run. */
 export class Probe extends EventEmitter {
@@ -76,6 +83,12 @@ export class Probe extends EventEmitter {
   #rampEnded: (() => void) | undefined;
   #onCounted: (() => void) | undefined;
   #ticker: NodeJS.Timeout | undefined;
+  /** Source ports of the held connections, as [port, count, ...] pairs, from the kernel's table after the ramp. */
+  #portPairs: number[] = [];
+  /** Connections the clients opened that the kernel's table no longer had when the ramp ended. */
+  #lostHolding = 0;
+  /** Connections lost since the peak (while holding), as the kernel's table says. */
+  #lostSincePeak = 0;
 
   /** Checks the options (InvalidArgumentError naming the bad one); nothing starts until run(). */
   constructor(options: ProbeOptions) {
@@ -124,13 +137,15 @@ export class Probe extends EventEmitter {
       this.#move('ramp');
       await this.#ramp();
       await this.#countHeld();
-      this.#sampler.measurePeak(performance.now(), this.#totals(), this.#clients?.allCounted() ?? true, this.#pids());
+      const peak = this.#kernelCount(true);
+      // What the clients opened that the kernel no longer holds: reset or closed by the peer during the ramp.
+      this.#lostHolding = Math.max(0, (this.#clients?.held ?? 0) - peak.held);
+      this.#sampler.measurePeak(performance.now(), { ...this.#totals(), held: peak.held }, true, this.#pids());
       if (this.#o.holdS > 0 && !this.#abort.signal.aborted) {
         this.#move('hold');
-        await this.#hold();
-        // What is held as the hold ends (a signal, or its time): every client polls what it holds now.
-        this.#clients?.recount();
-        await this.#countHeld();
+        await this.#hold(peak.ms);
+        // What is held as the hold ends (its time, or a signal): the kernel's count now.
+        this.#lostSincePeak = Math.max(0, this.#sampler.peak - this.#kernelCount(false).held);
       }
       this.#move('close');
       this.#emitProgress();
@@ -144,6 +159,7 @@ export class Probe extends EventEmitter {
       clearInterval(this.#ticker);
       closeListeners(this.#listeners);
       await reap([...(this.#clients?.workers ?? []), ...(this.#sink?.workers ?? [])], CLOSE_GRACE_MS);
+      await this.#reapHolders();
       if (canTransition(this.#phase, 'close')) this.#move('close');
       if (this.#phase === 'closing') this.#move('finish');
     }
@@ -164,7 +180,7 @@ export class Probe extends EventEmitter {
     const named: Target[] = [];
     for (const e of o.to) for (const address of e.addresses) for (const port of e.ports) named.push({ address, port });
     try {
-      this.#plan = planRun({ facts: this.#facts, connections: o.connections, strategy: o.strategy, from: o.from, targets: named, embeddedSink: o.sink, sinkMode: o.sinkMode, nofileHard: nofile.hard });
+      this.#plan = planRun({ facts: this.#facts, connections: o.connections, strategy: o.strategy, from: o.from, targets: named, embeddedSink: o.sink, sinkMode: o.sinkMode, nofileHard: nofile.hard, parallel: o.parallel });
     } catch (err) {
       if (err instanceof RangeError) throw new InvalidArgumentError(err.message);
       throw err;
@@ -329,8 +345,10 @@ export class Probe extends EventEmitter {
       this.#emitProgress();
       return;
     }
-    const t = this.#totals();
-    const { rate, errors } = this.#sampler.sample(now, t, this.#phase === 'ramping', () => this.#pids());
+    const ramping = this.#phase === 'ramping';
+    // While holding, what is held is the kernel's count at the peak less what its table has lost since.
+    const t = ramping ? this.#totals() : { ...this.#totals(), held: Math.max(0, this.#sampler.peak - this.#lostSincePeak) };
+    const { rate, errors } = this.#sampler.sample(now, t, ramping, () => this.#pids());
     this.#emitProgress(t.held, rate, errors);
   }
 
@@ -367,10 +385,23 @@ export class Probe extends EventEmitter {
     this.#onCounted = undefined;
   }
 
-  /** The hold: its time, or until a signal. */
-  async #hold(): Promise<void> {
+  /**
+   * The hold: its time, or until a signal. Meanwhile the kernel's table says
+   * whether connections were lost (a peer reset or closed them): every 2 s,
+   * or spaced by the scan's cost (`scanMs`) to stay within 2% of a core.
+   */
+  async #hold(scanMs: number): Promise<void> {
     const signal = this.#abort.signal;
     if (signal.aborted) return;
+    let check: NodeJS.Timeout | undefined;
+    const schedule = (ms: number): void => {
+      check = setTimeout(() => {
+        const now = this.#kernelCount(false);
+        this.#lostSincePeak = Math.max(0, this.#sampler.peak - now.held);
+        schedule(now.ms);
+      }, holdCheckInterval(ms, 1));
+    };
+    schedule(scanMs);
     await new Promise<void>((resolve) => {
       const onAbort = (): void => {
         clearTimeout(t);
@@ -382,19 +413,65 @@ export class Probe extends EventEmitter {
       }, this.#o.holdS * 1000);
       signal.addEventListener('abort', onAbort, { once: true });
     });
+    clearTimeout(check);
+  }
+
+  /**
+   * The kernel's count of the run's connections: established sockets toward
+   * the destinations (the clients' ends), at most what the clients say they
+   * opened (for load, other programs of this host may talk to the same
+   * server). With `ports`, their source ports too.
+   */
+  #kernelCount(ports: boolean): { held: number; ms: number } {
+    const started = performance.now();
+    const byPort = new Map<number, Set<string>>();
+    for (const t of this.#targets) {
+      let set = byPort.get(t.port);
+      if (!set) byPort.set(t.port, (set = new Set()));
+      set.add(t.address);
+    }
+    const count = ports ? new Uint32Array(65536) : null;
+    let held = 0;
+    scanSockets(
+      (r) => {
+        const addrs = byPort.get(r.remotePort);
+        if (addrs === undefined || !addrs.has(r.remoteAddress)) return;
+        held++;
+        if (count) count[r.localPort]++;
+      },
+      { states: new Set([ESTABLISHED]), unreadBytes: false },
+    );
+    if (count) {
+      const pairs: number[] = [];
+      for (let p = 0; p < 65536; p++) if (count[p]) pairs.push(p, count[p]);
+      this.#portPairs = pairs;
+    }
+    return { held: Math.min(held, this.#clients?.held ?? held), ms: performance.now() - started };
+  }
+
+  /** Holders are the clients' children and end with them; any still alive now (a client killed) is killed by PID and waited for. */
+  async #reapHolders(): Promise<void> {
+    const pids = this.#clients?.holderPids() ?? [];
+    const deadline = performance.now() + 60_000;
+    for (;;) {
+      const alive = pids.filter(isAlive);
+      if (alive.length === 0 || performance.now() > deadline) return;
+      for (const pid of alive) killPid(pid);
+      await new Promise((r) => setTimeout(r, 20));
+    }
   }
 
   /** Clients first (RST from the side that opened), then the accept sink's workers, then the listeners (which resets what waits in their queues). */
   async #closeAll(): Promise<void> {
-    await this.#clients?.close(CLOSE_GRACE_MS);
+    await this.#clients?.close(CLOSE_GRACE_MS, CLOSE_US_PER_CONNECTION);
     await this.#sink?.close(CLOSE_GRACE_MS);
     closeListeners(this.#listeners);
   }
 
-  /** PIDs of the coordinator and every live worker. */
+  /** PIDs of the coordinator and every live worker and holder. */
   #pids(): number[] {
-    const out = [process.pid];
-    for (const w of [...(this.#clients?.workers ?? []), ...(this.#sink?.workers ?? [])]) if (!w.exit) out.push(w.pid);
+    const out = [process.pid, ...(this.#clients?.pids() ?? [])];
+    for (const w of this.#sink?.workers ?? []) if (!w.exit) out.push(w.pid);
     return out;
   }
 
@@ -440,7 +517,7 @@ export class Probe extends EventEmitter {
       interrupted: this.#interrupted,
       rampEndedAt: this.#rampEndedAt,
       lastGrowthAt: s.lastGrowthAt,
-      totals: this.#totals(),
+      totals: { ...this.#totals(), lost: this.#totals().lost + this.#lostHolding + this.#lostSincePeak },
       peak: s.peak,
       peakAt: s.peakAt,
       rampStart: s.rampStart,
@@ -449,16 +526,30 @@ export class Probe extends EventEmitter {
       rate: s.rateSummary(s.peak, now),
       memory: s.memory,
       others: s.others,
-      ports: clients?.ports() ?? [],
+      ports: [this.#portPairs],
       cleanup,
       closeMs,
       sink: { mode: this.#plan.sink, why: this.#plan.sinkWhy, listeners: this.#o.sink ? this.#targets.length : 0 },
-      workers: { clients: clients?.workers.length ?? 0, sinks: this.#sink?.workers.length ?? 0, died: this.#died },
+      workers: { clients: clients?.workers.length ?? 0, holders: clients?.holderPids().length ?? 0, sinks: this.#sink?.workers.length ?? 0, died: this.#died },
       timeline: s.timeline,
       heldPerWorker: clients?.heldPerWorker() ?? [],
       command: this.#o.command ?? [],
       machine: this.#machine(),
     });
+  }
+}
+
+/** Whether a process is alive and not a zombie (a zombie holds no descriptors). */
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return false;
+  }
+  try {
+    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return false;
   }
 }
 

@@ -29,7 +29,7 @@ export interface ClientConfig {
    * round-robin until the quota.
    */
   readonly caps: readonly number[] | null;
-  /** Connections this worker opens at most (its share of the open-files limit). */
+  /** Connections this worker opens at most (its share of the run). */
   readonly quota: number;
   /** Connects in flight at once. */
   readonly concurrency: number;
@@ -77,6 +77,7 @@ export type ToWorker =
 
 /** Counters a client worker reports, cumulative since its start. */
 export interface ClientStats {
+  /** Connections held now: in the worker's own descriptors and in its holders'. */
   readonly held: number;
   readonly attempts: number;
   readonly pending: number;
@@ -109,4 +110,6 @@ export type FromWorker =
   | { readonly type: 'ports'; readonly pairs: readonly number[] }
   /** The run's ramp is over and this client has just polled every connection it holds: its counts now. */
   | { readonly type: 'checked'; readonly stats: ClientStats }
+  /** A holder process took over `connections` of this worker's connections (see client-worker.ts). */
+  | { readonly type: 'holder'; readonly pid: number; readonly connections: number }
   | { readonly type: 'closed'; readonly closed: number };

@@ -81,7 +81,7 @@ export interface ProbeResult {
   readonly destinations: readonly string[];
   readonly sources: readonly string[];
   readonly strategy: Strategy;
-  readonly workers: { readonly clients: number; readonly sinks: number; readonly died: readonly DeadWorker[] };
+  readonly workers: { readonly clients: number; readonly sinks: number; readonly died: readonly DeadWorker[]; readonly holders?: number };
   readonly timeline: readonly Sample[];
   /** Connections each client worker held at the peak, in start order (the spread across processes). */
   readonly heldPerWorker: readonly number[];

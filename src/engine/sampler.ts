@@ -111,7 +111,8 @@ export class Sampler {
     this.timeline.push({ t: Math.round(now - this.#rampStart), held: t.held, rate: Math.round(rate), errors, errorsBy: t.errors, kernelBytes, userBytes });
     this.#lastHeld = t.held;
     this.#lastAt = now;
-    if (t.held > this.#peak) {
+    // After the ramp the peak is the kernel's count (measurePeak), not a sample's.
+    if (ramping && t.held > this.#peak) {
       this.#peak = t.held;
       this.#peakAt = now;
     }

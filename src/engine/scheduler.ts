@@ -71,7 +71,8 @@ export class ClientScheduler {
   readonly #on: SchedulerEvents;
   readonly workers: WorkerHandle[] = [];
   readonly #stats = new Map<WorkerHandle, ClientStats>();
-  readonly #ports = new Map<WorkerHandle, readonly number[]>();
+  /** Holder processes each client reported (see client-worker.ts), by client. */
+  readonly #holders = new Map<WorkerHandle, number[]>();
   readonly #quotaOf = new Map<WorkerHandle, number>();
   readonly #done = new Set<WorkerHandle>();
   readonly #checked = new Set<WorkerHandle>();
@@ -117,9 +118,19 @@ export class ClientScheduler {
     return sumStats(this.#stats.values());
   }
 
-  /** Source-port pairs each client sent once its ramp ended. */
-  ports(): Iterable<readonly number[]> {
-    return this.#ports.values();
+  /** PIDs of every client and holder process still alive. */
+  pids(): number[] {
+    const out: number[] = [];
+    for (const w of this.workers) {
+      if (w.exit) continue;
+      out.push(w.pid, ...(this.#holders.get(w) ?? []));
+    }
+    return out;
+  }
+
+  /** Holder processes reported by every client, dead or alive (the coordinator makes sure none outlives the run). */
+  holderPids(): number[] {
+    return [...this.#holders.values()].flat();
   }
 
   /** Connections each started client holds, in start order. */
@@ -182,12 +193,6 @@ export class ClientScheduler {
     for (const c of live) c.send({ type: 'stop', clients: live.length });
   }
 
-  /** Asks every started client to count what it holds again; `allCounted` turns true as they answer. */
-  recount(): void {
-    this.#checked.clear();
-    for (const c of this.workers) if (!c.exit && this.#quotaOf.has(c)) c.send({ type: 'count' });
-  }
-
   /** Whether every started client still alive has counted what it holds since the last stop or recount. */
   allCounted(): boolean {
     return this.workers.every((w) => w.exit || !this.#quotaOf.has(w) || this.#checked.has(w));
@@ -200,18 +205,27 @@ export class ClientScheduler {
     return n;
   }
 
-  /** Tells every client to close and waits until each has exited (killing one that takes longer than `graceMs`). */
-  async close(graceMs: number): Promise<void> {
+  /**
+   * Tells every client to close and waits until each has exited: a client
+   * exits once its holders have, that is once the kernel has closed their
+   * sockets. One that takes longer than `graceMs` plus `usPerConnection` for
+   * each connection it held is killed (its holders then end too: their pipe
+   * closes).
+   */
+  async close(graceMs: number, usPerConnection: number): Promise<void> {
     this.#closing = true;
     this.#open = false;
     for (const w of this.workers) if (!w.exit) w.send({ type: 'close' });
-    await reap(this.workers, graceMs);
+    let most = 0;
+    for (const s of this.#stats.values()) most = Math.max(most, s.held);
+    await reap(this.workers, graceMs + (most * usPerConnection) / 1000);
   }
 
-  /** Kills every client at once (a second Ctrl-C): the kernel closes their sockets, with RST (SO_LINGER 0 was set at creation). */
+  /** Kills every client and holder at once (a second Ctrl-C): the kernel closes their sockets, with RST (SO_LINGER 0 was set at creation). */
   kill(): void {
     this.#closing = true;
     this.#open = false;
+    for (const pid of this.holderPids()) killPid(pid);
     for (const w of this.workers) if (!w.exit) w.child.kill('SIGKILL');
   }
 
@@ -238,8 +252,8 @@ export class ClientScheduler {
           for (const c of this.workers) if (c !== w && !c.exit) c.send({ type: 'exclude', key: m.key });
         }
         break;
-      case 'ports':
-        this.#ports.set(w, m.pairs);
+      case 'holder':
+        this.#holders.set(w, [...(this.#holders.get(w) ?? []), m.pid]);
         break;
       case 'checked':
         this.#setStats(w, m.stats);
@@ -271,6 +285,8 @@ export class ClientScheduler {
       this.#spare = undefined;
       return;
     }
+    // Its holders end with it (their pipe closed); make sure, by PID.
+    for (const pid of this.#holders.get(w) ?? []) killPid(pid);
     const s = this.#stats.get(w);
     const held = s?.held ?? 0;
     // Its descriptors died with it; it holds nothing now.
@@ -290,4 +306,13 @@ export class ClientScheduler {
     this.#on.checked();
     this.#on.died(w, held);
   };
+}
+
+/** SIGKILL to a process of the run, by PID; one already gone is fine. */
+export function killPid(pid: number): void {
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    // gone already
+  }
 }

@@ -271,10 +271,14 @@ function scopeId(zone: string): number {
   }
 }
 
-/** New TCP socket fd (always CLOEXEC, so workers never leak it into children), or -errno. */
-export function socket(family: 4 | 6, nonblock: boolean): number {
+/**
+ * New TCP socket fd, or -errno. CLOEXEC unless `cloexec` is false: the
+ * probe's client workers hand their connections to a holder process by
+ * letting it inherit them, and nothing else.
+ */
+export function socket(family: 4 | 6, nonblock: boolean, cloexec = true): number {
   const n = native ?? need();
-  const fd = n.socket(family === 6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC | (nonblock ? SOCK_NONBLOCK : 0), 0);
+  const fd = n.socket(family === 6 ? AF_INET6 : AF_INET, SOCK_STREAM | (cloexec ? SOCK_CLOEXEC : 0) | (nonblock ? SOCK_NONBLOCK : 0), 0);
   return fd < 0 ? -n.errno() : fd;
 }
 

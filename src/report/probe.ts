@@ -66,7 +66,7 @@ export function renderProbe(r: ProbeResult): string {
   const perK = r.memory.kernelBytesPerConnection === null ? '-' : bytes(r.memory.kernelBytesPerConnection);
   const drop = r.memory.availableDropBytesPerConnection;
   const all = typeof drop === 'number' ? `; MemAvailable -${bytes(r.memory.availableDropBytes ?? 0)} (${bytes(drop)} per connection, everything)` : '';
-  out.push(`  memory          user space ${bytes(r.memory.userBytes)} (${perU} per connection, ${r.workers.clients} client + ${r.workers.sinks} sink processes); kernel +${bytes(r.memory.kernelBytes)} (${perK} per connection)${all}`);
+  out.push(`  memory          user space ${bytes(r.memory.userBytes)} (${perU} per connection, ${r.workers.clients} client${r.workers.holders ? ` + ${r.workers.holders} holder` : ''} + ${r.workers.sinks} sink processes); kernel +${bytes(r.memory.kernelBytes)} (${perK} per connection)${all}`);
   const others = othersLine(r);
   if (others) out.push(`  other programs  ${others}`);
   for (const d of r.workers.died) out.push(`  worker died     ${d.kind} pid ${d.pid} (${d.signal ?? `exit ${d.code}`}) holding ${num(d.held)}`);
