@@ -3,7 +3,8 @@
 # listeners that never accept, children holding ~19,700 connections each), on this host (loopback).
 # Usage: bench/side-by-side.sh [SIZES...]      default 100000 1000000 2000000   (build first: npm run build)
 #        bench/side-by-side.sh load18k         `load --connections 18000` against a `sink`, start to held
-# Env:   ROUNDS (default 1) rounds per size, reference then probe each round;
+# Env:   ROUNDS (default 1) rounds per size, reference then probe on odd rounds, probe first on even ones
+#        (so neither always pays for the fresh memory of a fresh VM); OUT=DIR keeps every run's output there;
 #        HOLD (default 1) seconds both hold at the peak (HOLD_S=, --hold) so the 200 ms memory sampler
 #        sees it; HOLD=0 runs `probe --connections N --json` exactly.
 # Per run: held; time to held (C: HELD ms, probe: rampMs); median connect rate over the ramp (C: 100 ms
@@ -26,14 +27,26 @@ cleanup() {
 trap cleanup EXIT
 
 inuse() { awk '/^TCP:/ { print $3 }' /proc/net/sockstat; }
+slab_kb() { awk '/^Slab:/ { print $2 }' /proc/meminfo; }
 BASE_INUSE=$(inuse)
-# Both runs' sockets gone (slack 16 for other programs), then 3 s for MemAvailable to settle.
+BASE_SLAB=$(slab_kb)
+# Both runs' sockets gone (slack 16 for other programs), then the kernel's deferred freeing of a
+# million sockets (RCU, kworkers) done: Slab back within 64 MiB of the start, or unchanged for 3 s
+# (at most 120 s more), so a run does not pay for the previous one's teardown.
 settle() {
-  local t=0
+  local t=0 last=0 same=0 now
   while [ "$(inuse)" -gt $((BASE_INUSE + 16)) ]; do
     t=$((t + 1))
     if [ $t -gt 1500 ]; then echo "TCP inuse $(inuse) not back to $BASE_INUSE after 300 s" >&2; exit 1; fi
     sleep 0.2
+  done
+  for _ in $(seq 120); do
+    now=$(slab_kb)
+    if [ "$now" -le $((BASE_SLAB + 65536)) ]; then break; fi
+    if [ $((now - last)) -lt 4096 ] && [ $((last - now)) -lt 4096 ]; then same=$((same + 1)); else same=0; fi
+    if [ $same -ge 3 ]; then break; fi
+    last=$now
+    sleep 1
   done
   sleep 3
 }
@@ -56,10 +69,18 @@ stop_sampler() {
   sampler=""
 }
 
+# CPU ticks (1/100 s): the VM's init (pid 1, which lists every process's /proc/PID/fd), then the host's
+# user, system, softirq and steal, so a row says what else the run's CPU went to.
+cpu_now() {
+  local a b
+  read -r a b < <(awk '{ print $14, $15 }' /proc/1/stat)
+  echo $((a + b)) $(awk '/^cpu / { print $2 + $3, $4, $8, $9 }' /proc/stat)
+}
+
 # Reads one run's output and the memory samples; prints a table row and appends raw figures to $work/runs.
 ROW_JS='
 const fs = require("fs");
-const [tool, size, out, mem, runs] = process.argv.slice(1);
+const [tool, size, out, mem, runs, cpuFile] = process.argv.slice(1);
 const text = fs.readFileSync(out, "utf8");
 const m = fs.readFileSync(mem, "utf8").trim().split("\n").map((l) => l.split(" ").map(Number));
 const [a0, s0] = m[0];
@@ -92,7 +113,13 @@ if (tool === "reference") {
 const memB = held ? (a0 - minAvail) / held : null, slabB = held ? (maxSlab - s0) / held : null;
 const n = (x) => (x == null ? "-" : Math.round(x).toLocaleString("en-US"));
 const s = (x) => (x == null ? "-" : (x / 1000).toFixed(2));
-console.log(`| ${n(Number(size))} | ${tool} | ${n(held)} | ${s(ramp)} | ${n(rate)} | ${n(memB)} | ${n(slabB)} | ${s(close)} |`);
+let cpu = "-";
+if (cpuFile) {
+  const v = fs.readFileSync(cpuFile, "utf8").trim().split(/\s+/).map(Number);
+  const d = v.slice(5).map((x, i) => (x - v[i]) / 100);
+  cpu = `init ${d[0].toFixed(1)}, user ${d[1].toFixed(1)}, sys ${d[2].toFixed(1)}, softirq ${d[3].toFixed(1)}, steal ${d[4].toFixed(1)}`;
+}
+console.log(`| ${n(Number(size))} | ${tool} | ${n(held)} | ${s(ramp)} | ${n(rate)} | ${n(memB)} | ${n(slabB)} | ${s(close)} | ${cpu} |`);
 fs.appendFileSync(runs, [size, tool, held, ramp, rate, memB, slabB, close].map((x) => (x == null ? "" : x)).join("\t") + "\n");
 '
 # probe/reference for one size, on the medians over its rounds.
@@ -137,21 +164,29 @@ fi
 gcc -O2 -o "$work/reference" bench/reference.c
 somax=$(cat /proc/sys/net/core/somaxconn)
 [ $# -gt 0 ] || set -- 100000 1000000 2000000
-echo "| size | tool | held | time to held s | median rate /s | MemAvailable Δ B/conn | slab Δ B/conn | close s |"
-echo "|---|---|---|---|---|---|---|---|"
+echo "| size | tool | held | time to held s | median rate /s | MemAvailable Δ B/conn | slab Δ B/conn | close s | CPU s over the run |"
+echo "|---|---|---|---|---|---|---|---|---|"
 for n in "$@"; do
   listeners=$(((n + somax - 1) / somax))
-  for _ in $(seq "$ROUNDS"); do
-    settle
-    start_sampler
-    HOLD_S=$HOLD "$work/reference" "$n" "$listeners" > "$work/ref.out" || echo "reference: exit $?" >&2
-    stop_sampler
-    node -e "$ROW_JS" reference "$n" "$work/ref.out" "$work/mem" "$work/runs"
-    settle
-    start_sampler
-    $CLI probe --connections "$n" --hold "$HOLD" --json > "$work/probe.json" || echo "probe: exit $?" >&2
-    stop_sampler
-    node -e "$ROW_JS" probe "$n" "$work/probe.json" "$work/mem" "$work/runs"
+  for round in $(seq "$ROUNDS"); do
+    order="reference probe"
+    if [ $((round % 2)) -eq 0 ]; then order="probe reference"; fi
+    for tool in $order; do
+      settle
+      start_sampler
+      cpu_before=$(cpu_now)
+      if [ "$tool" = reference ]; then
+        HOLD_S=$HOLD "$work/reference" "$n" "$listeners" > "$work/ref.out" || echo "reference: exit $?" >&2
+        out="$work/ref.out"
+      else
+        $CLI probe --connections "$n" --hold "$HOLD" --json > "$work/probe.json" || echo "probe: exit $?" >&2
+        out="$work/probe.json"
+      fi
+      stop_sampler
+      echo "$cpu_before $(cpu_now)" > "$work/cpu"
+      node -e "$ROW_JS" "$tool" "$n" "$out" "$work/mem" "$work/runs" "$work/cpu"
+      if [ -n "${OUT:-}" ]; then mkdir -p "$OUT"; cp "$out" "$OUT/$n-$round-$tool.${out##*.}"; fi
+    done
   done
   node -e "$RATIO_JS" "$n" "$work/runs"
 done

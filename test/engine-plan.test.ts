@@ -32,9 +32,11 @@ test('queue sink: enough listeners for the queues (somaxconn + 1 each), none inh
   assert.equal(p.batch, 20_000 - 64);
   assert.equal(p.clients, 2);
   assert.equal(p.clientQuota, 1_000_000);
-  // One client when its own descriptors hold the target.
-  const small = planRun({ ...base, facts: facts({}), connections: 19_936 });
-  assert.deepEqual([small.clients, small.clientQuota], [1, 19_936]);
+  // One client for a small target its own descriptors hold; from 10,000 on, --parallel share it.
+  const small = planRun({ ...base, facts: facts({}), connections: 9_999 });
+  assert.deepEqual([small.clients, small.clientQuota], [1, 9_999]);
+  const split = planRun({ ...base, facts: facts({}), connections: 18_000 });
+  assert.deepEqual([split.clients, split.clientQuota], [2, 9_000]);
   // The default listeners avoid the ephemeral range and reserved ports.
   assert.ok(p.listen?.avoid.has(32768) && p.listen.avoid.has(60999) && !p.listen.avoid.has(7000));
   const r = planRun({ ...base, facts: facts({ reserved: '7001-7003' }), connections: 10 });

@@ -7,7 +7,7 @@ import { InvalidArgumentError } from '../errors.js';
 import { isNatPreset, NAT_PRESETS, parsePortRange, withNat, type NatGateway } from '../model/nat.js';
 
 /** Usage text. */
-export const LIMITS_HELP = `Usage: fourtuple limits [--to ADDR:PORTS ...] [--from ADDRS ...] [--strategy auto|bind|nopo|explicit] [--json]
+export const LIMITS_HELP = `Usage: fourtuple limits [--to ADDR:PORTS ...] [--from ADDRS ...] [--strategy auto|bind|nopo|explicit] [--sink accept|queue] [--json]
 
 Predicts how many concurrent TCP connections one process and this host can
 hold, from the live kernel: every constraint, the binding one, and the change
@@ -20,6 +20,9 @@ that lifts it. Without --to it explains the general case (one destination).
   --strategy S        auto (connect without bind, default), bind (bind(ip,0) then
                       connect), nopo (IP_BIND_ADDRESS_NO_PORT), explicit (own source
                       ports with SO_REUSEADDR)
+  --sink accept|queue when the destinations are on this host, how their server holds its end:
+                      accept (a server that accepts: a descriptor per connection, the default)
+                      or queue (probe's queue sink: none, somaxconn + 1 per destination port)
   --nat-addresses G   behind a source-NAT gateway with G public addresses: adds the nat-pool
                       constraint, G × ports per destination shared by every host behind it
   --nat-ports LO-HI   the gateway's port range per address (default 1024-65535)
@@ -37,6 +40,7 @@ const OPTIONS = {
   'nat-addresses': { type: 'string' },
   'nat-ports': { type: 'string' },
   nat: { type: 'string' },
+  sink: { type: 'string' },
 } as const;
 
 /** Parsed `limits` options. */
@@ -65,12 +69,18 @@ function natOption(v: { nat?: string; 'nat-addresses'?: string; 'nat-ports'?: st
 export function parseLimitsArgs(argv: string[]): LimitsOptions {
   const { values } = parseOptions('limits', { args: argv, options: OPTIONS });
   const sources = sourcesOption(values.from);
+  const sink = values.sink ?? 'accept';
+  if (sink !== 'accept' && sink !== 'queue') throw new InvalidArgumentError(`invalid --sink '${sink}': expected accept or queue`);
+  const destinations = endpointsOption(values.to);
+  const listeners = destinations.reduce((n, d) => n + d.addresses.length * d.ports.size, 0);
   return {
     help: values.help ?? false,
     json: values.json ?? false,
     input: {
-      destinations: endpointsOption(values.to),
+      destinations,
       sources,
+      // The queue sink on the named ports: somaxconn + 1 connections wait in each accept queue.
+      ...(sink === 'queue' ? { acceptQueue: { perListener: -1, listeners: Math.max(1, listeners) } } : {}),
       strategy: strategyOption(values.strategy, sources.length > 0 ? 'nopo' : 'auto'),
     },
     nat: natOption(values),
@@ -86,7 +96,8 @@ export function runLimits(argv: string[], out: (s: string) => void): number {
   }
   const facts = readKernelFacts();
   const localAddresses = facts.interfaces.known ? facts.interfaces.value.map((i) => i.address) : [];
-  const base = computeLimits({ ...opts.input, facts, localAddresses });
+  const queue = opts.input.acceptQueue && { ...opts.input.acceptQueue, perListener: (facts.somaxconn.known ? facts.somaxconn.value : 4096) + 1 };
+  const base = computeLimits({ ...opts.input, acceptQueue: queue, facts, localAddresses });
   const limits = opts.nat ? withNat(base, opts.nat) : base;
   const target = opts.input.destinations.length ? describeEndpoints(opts.input.destinations) : 'one destination';
   if (opts.json) {

@@ -42,7 +42,6 @@ type Outcome = { reason: 'quota' | 'limit' | 'stopped' | 'nothing-left'; errno?:
 const SLICE_MS = 20;
 const LAUNCH_BATCH = 32;
 const REPORT_MS = 100;
-const POLLRDHUP = 0x2000;
 /**
  * Backoff from a destination that answers with a hard error (refused,
  * unreachable, reset at connect): the first retry after this long, doubling
@@ -74,10 +73,17 @@ class ClientWorker {
   readonly #byOcc = Array.from({ length: 10 }, () => newHistogram());
   readonly #portCount = new Uint32Array(65536);
   // In-flight connects: poll slots, with their start time and combo.
+  // In-flight connects: poll slots, and per slot its fd, start time and combo (fd -1: free). poll(2) walks
+  // every slot on each call, but on loopback nearly every connect has completed by the next call, and an
+  // epoll set costs two more syscalls per connect: 1M took 2-3 s more CPU with epoll here (bench/RESULTS.md).
   readonly #pending: ffi.PollSet;
+  readonly #slotFd: Int32Array;
   readonly #pendStart: Float64Array;
   readonly #pendCombo: Int32Array;
+  readonly #freeSlots: Int32Array;
+  #freeCount = 0;
   #pendCount = 0;
+  #lastExpire = 0;
   readonly #combos: Combo[];
   #live: Combo[];
   #rr = 0;
@@ -100,6 +106,8 @@ class ClientWorker {
   readonly #backoff: Float64Array;
   readonly #retryAt: Float64Array;
   readonly #inFlight: Int32Array;
+  /** With caps: the first combo that may still have room (the ones before it are full). */
+  #fillFrom = 0;
   /** The last launch found every live pool capped or backing off. */
   #starved = false;
 
@@ -109,8 +117,10 @@ class ClientWorker {
   #handed = 0;
   readonly #holders: Holder[] = [];
 
-  constructor(config: ClientConfig, quota: number, batch: number) {
+  constructor(config: ClientConfig, quota: number, batch: number, nofileSoft: number) {
     this.#c = config;
+    // poll(2) refuses more slots than RLIMIT_NOFILE (EINVAL), and more could never be in flight anyway.
+    const slots = Math.max(1, Math.min(config.concurrency, nofileSoft));
     this.#batch = Math.max(1, batch);
     const targets = config.targets.length;
     this.#used = new Int32Array(targets);
@@ -120,9 +130,12 @@ class ClientWorker {
     this.#inFlight = new Int32Array(targets);
     this.#quota = config.caps ? Math.min(quota, config.caps.reduce((a, b) => a + b, 0)) : quota;
     this.#fds = new Int32Array(Math.min(this.#quota, this.#batch));
-    this.#pending = new ffi.PollSet(config.concurrency);
-    this.#pendStart = new Float64Array(config.concurrency);
-    this.#pendCombo = new Int32Array(config.concurrency);
+    this.#pending = new ffi.PollSet(slots);
+    this.#slotFd = new Int32Array(slots).fill(-1);
+    this.#pendStart = new Float64Array(slots);
+    this.#pendCombo = new Int32Array(slots);
+    this.#freeSlots = Int32Array.from({ length: slots }, (_, i) => slots - 1 - i);
+    this.#freeCount = slots;
     this.#targetAddrs = config.targets.map((t) => ffi.sockaddr(t.address, t.port));
     const family = config.targets[0]?.address.includes(':') ? '::' : '0.0.0.0';
     const sources = config.sources.length ? config.sources : [family];
@@ -160,6 +173,7 @@ class ClientWorker {
   exclude(key: string): void {
     for (const c of this.#combos) if (c.key === key) c.alive = false;
     this.#live = this.#combos.filter((c) => c.alive);
+    this.#fillFrom = 0;
   }
 
   /** The run's ramp is over: stop opening, settle what is in flight, and say what is held. */
@@ -197,7 +211,7 @@ class ClientWorker {
       if (this.#stopRequested) outcome = { reason: 'stopped' };
       else outcome = this.#launch(now);
       if (this.#pendCount > 0) {
-        const n = this.#pending.poll(this.#pendCount, outcome || this.#launchBlocked() ? 2 : 0);
+        const n = this.#pending.poll(this.#slotFd.length, outcome || this.#launchBlocked() ? 2 : 0);
         if (n > 0) this.#harvest(performance.now());
         this.#expire(performance.now());
       } else if (!outcome && this.#launchBlocked()) {
@@ -223,7 +237,7 @@ class ClientWorker {
 
   /** True when nothing can be launched right now (rate cap, concurrency, caps or backoff, or the sink's accept queue). */
   #launchBlocked(): boolean {
-    return this.#starved || this.#pendCount >= this.#c.concurrency || (this.#c.rate > 0 && this.#tokens < 1) || this.#sinkBehind();
+    return this.#starved || this.#freeCount === 0 || (this.#c.rate > 0 && this.#tokens < 1) || this.#sinkBehind();
   }
 
   #probe = 0;
@@ -248,7 +262,7 @@ class ClientWorker {
       this.#lastRefill = now;
     }
     // Small batches between polls: a connect's latency should not include launching hundreds of others.
-    for (let batch = 0; batch < LAUNCH_BATCH && this.#pendCount < this.#c.concurrency; batch++) {
+    for (let batch = 0; batch < LAUNCH_BATCH && this.#freeCount > 0; batch++) {
       if (this.#handed + this.#held + this.#pendCount >= this.#quota) return this.#pendCount === 0 ? { reason: 'quota' } : undefined;
       if (this.#held + this.#pendCount >= this.#batch) {
         // Descriptors all in use: once what is in flight has settled, a holder takes them.
@@ -268,13 +282,24 @@ class ClientWorker {
     return undefined;
   }
 
-  /** The next live combo whose target is under its cap and not backing off; undefined when there is none now. */
+  /**
+   * The next live combo whose target is under its cap and not backing off;
+   * undefined when there is none now. With caps (the queue sink) the targets
+   * are filled one after the other, as the C reference does: the listener,
+   * its queue and its port pool stay in the cache. Without, round-robin, so
+   * a real server's ports share the load.
+   */
   #nextCombo(now: number): Combo | undefined {
     const live = this.#live;
+    if (this.#c.caps !== null) this.#rr = this.#fillFrom;
     for (let tries = 0; tries < live.length; tries++) {
       const combo = live[this.#rr++ % live.length];
       const t = combo.target;
-      if (this.#used[t] >= this.#cap[t]) continue;
+      if (this.#used[t] >= this.#cap[t]) {
+        // Filled: later calls start past it (the combos are in target order).
+        if (this.#c.caps !== null && this.#rr - 1 === this.#fillFrom && this.#used[t] - this.#inFlight[t] >= this.#cap[t]) this.#fillFrom = this.#rr;
+        continue;
+      }
       // Backing off: wait for the retry time, and then one attempt at a time until one succeeds.
       if (this.#backoff[t] > 0 && (now < this.#retryAt[t] || this.#inFlight[t] > 0)) continue;
       return combo;
@@ -321,10 +346,12 @@ class ClientWorker {
     if (r === 0 || r === -ffi.EINPROGRESS) {
       this.#used[combo.target]++;
       this.#inFlight[combo.target]++;
-      const i = this.#pendCount++;
-      this.#pending.set(i, fd, ffi.POLLOUT);
-      this.#pendStart[i] = now;
-      this.#pendCombo[i] = combo.id;
+      const slot = this.#freeSlots[--this.#freeCount];
+      this.#pendCount++;
+      this.#slotFd[slot] = fd;
+      this.#pendStart[slot] = now;
+      this.#pendCombo[slot] = combo.id;
+      this.#pending.set(slot, fd, ffi.POLLOUT);
       return undefined;
     }
     // Explicit: the 4-tuple from this port is taken; the next port may do.
@@ -368,34 +395,40 @@ class ClientWorker {
     if (announce) send({ type: 'exhausted', key: combo.key, errno });
   }
 
+  /** The connects the last poll reported: held, or failed. */
   #harvest(now: number): void {
-    for (let i = this.#pendCount - 1; i >= 0; i--) {
-      const re = this.#pending.revents(i);
-      if (re === 0) continue;
-      const fd = this.#pending.fd(i);
-      const combo = this.#combos[this.#pendCombo[i]];
-      // A failed connect always sets POLLERR (tcp_poll reports sk_err): only then is SO_ERROR worth a syscall.
-      const bad = re & (ffi.POLLERR | ffi.POLLHUP);
-      const err = bad ? ffi.socketError(fd) : 0;
-      const start = this.#pendStart[i];
-      this.#removePending(i);
-      this.#settled(combo.target, !bad);
-      if (bad) {
-        this.#fail(combo, fd, -(err || ffi.ECONNRESET));
-        continue;
-      }
-      this.#backoff[combo.target] = 0;
-      this.#connected++;
-      this.#fds[this.#held++] = fd;
-      combo.held++;
-      this.#sourceHeld[combo.source]++;
-      const ms = now - start;
-      const b = bucketOf(ms);
-      this.#latency[b]++;
-      if (ms > this.#latencyMax) this.#latencyMax = ms;
-      const occ = this.#occupancy(combo);
-      this.#byOcc[Math.min(9, Math.max(0, Math.floor(occ * 10)))][b]++;
+    for (let slot = 0; slot < this.#slotFd.length; slot++) {
+      const re = this.#pending.revents(slot);
+      if (re) this.#done(slot, re, now);
     }
+  }
+
+  /** One connect ended (`re`: its poll events). */
+  #done(slot: number, re: number, now: number): void {
+    const fd = this.#slotFd[slot];
+    if (fd < 0) return;
+    const combo = this.#combos[this.#pendCombo[slot]];
+    // A failed connect always sets POLLERR (tcp_poll reports sk_err): only then is SO_ERROR worth a syscall.
+    const bad = re & (ffi.POLLERR | ffi.POLLHUP);
+    const err = bad ? ffi.socketError(fd) : 0;
+    const start = this.#pendStart[slot];
+    this.#removePending(slot);
+    this.#settled(combo.target, !bad);
+    if (bad) {
+      this.#fail(combo, fd, -(err || ffi.ECONNRESET));
+      return;
+    }
+    this.#backoff[combo.target] = 0;
+    this.#connected++;
+    this.#fds[this.#held++] = fd;
+    combo.held++;
+    this.#sourceHeld[combo.source]++;
+    const ms = now - start;
+    const b = bucketOf(ms);
+    this.#latency[b]++;
+    if (ms > this.#latencyMax) this.#latencyMax = ms;
+    const occ = this.#occupancy(combo);
+    this.#byOcc[Math.min(9, Math.max(0, Math.floor(occ * 10)))][b]++;
   }
 
   /** How full the pool this connection drew from was, 0..1 (other workers counted as of this worker's start). */
@@ -408,32 +441,36 @@ class ClientWorker {
     return ((c.heldPerTarget[combo.target] ?? 0) / sources + combo.held) / c.poolSize;
   }
 
-  #removePending(i: number): void {
-    const last = --this.#pendCount;
-    if (i !== last) {
-      this.#pending.set(i, this.#pending.fd(last), ffi.POLLOUT);
-      this.#pendStart[i] = this.#pendStart[last];
-      this.#pendCombo[i] = this.#pendCombo[last];
-    }
-    this.#pending.set(last, -1, 0);
+  /** Frees a slot (the kernel skips a negative fd). */
+  #removePending(slot: number): void {
+    this.#pending.set(slot, -1, 0);
+    this.#slotFd[slot] = -1;
+    this.#freeSlots[this.#freeCount++] = slot;
+    this.#pendCount--;
   }
 
+  /** Connects older than the timeout fail with ETIMEDOUT; checked every 10 ms at most. */
   #expire(now: number): void {
-    for (let i = this.#pendCount - 1; i >= 0; i--) {
-      if (now - this.#pendStart[i] < this.#c.connectTimeoutMs) continue;
-      const fd = this.#pending.fd(i);
-      const combo = this.#combos[this.#pendCombo[i]];
-      this.#removePending(i);
+    if (now - this.#lastExpire < 10) return;
+    this.#lastExpire = now;
+    for (let slot = 0; slot < this.#slotFd.length; slot++) {
+      const fd = this.#slotFd[slot];
+      if (fd < 0 || now - this.#pendStart[slot] < this.#c.connectTimeoutMs) continue;
+      const combo = this.#combos[this.#pendCombo[slot]];
+      this.#removePending(slot);
       this.#settled(combo.target, false);
       this.#fail(combo, fd, -ffi.ETIMEDOUT);
     }
   }
 
   #abandonPending(): void {
-    for (let i = this.#pendCount - 1; i >= 0; i--) {
-      ffi.close(this.#pending.fd(i));
-      this.#settled(this.#combos[this.#pendCombo[i]].target, false);
-      this.#removePending(i);
+    for (let slot = 0; slot < this.#slotFd.length; slot++) {
+      const fd = this.#slotFd[slot];
+      if (fd < 0) continue;
+      const target = this.#combos[this.#pendCombo[slot]].target;
+      this.#removePending(slot);
+      ffi.close(fd);
+      this.#settled(target, false);
     }
   }
 
@@ -445,19 +482,25 @@ class ClientWorker {
    */
   #handOver(): { reason: 'limit'; errno: string } | undefined {
     if (this.#held === 0) return undefined;
+    // One pipe for all this worker's holders: they read its end as stdin; the worker keeps the other (close-on-exec, so no holder has it).
+    if (this.#lifeline === undefined) {
+      const p = ffi.pipe();
+      if (typeof p === 'number') return { reason: 'limit', errno: ffi.errnoName(p) };
+      this.#lifeline = p;
+    }
     let child: ChildProcess;
+    let spawnError: string | undefined;
     try {
-      child = spawn('/bin/sh', ['-c', HOLDER_SCRIPT], { stdio: ['pipe', 'ignore', 'ignore'] });
+      child = spawn('/bin/sh', ['-c', HOLDER_SCRIPT], { stdio: [this.#lifeline[0], 'ignore', 'ignore'] });
     } catch (err) {
       return { reason: 'limit', errno: (err as NodeJS.ErrnoException).code ?? 'EAGAIN' };
     }
+    child.on('error', (err: NodeJS.ErrnoException) => (spawnError = err.code));
     if (child.pid === undefined) {
-      child.on('error', () => {});
-      return { reason: 'limit', errno: 'EAGAIN' };
+      // spawn reports its errno (EAGAIN, ENOMEM, EMFILE) on the next tick; the name in the report is the generic one.
+      return { reason: 'limit', errno: spawnError ?? 'EAGAIN' };
     }
     const holder: Holder = { child, connections: this.#held, exited: false };
-    child.on('error', () => {});
-    child.stdin?.on('error', () => {});
     child.on('exit', () => {
       holder.exited = true;
       this.#onHolderExit(holder);
@@ -479,6 +522,8 @@ class ClientWorker {
   }
 
   #closedOne: (() => void) | undefined;
+  /** The pipe whose read end every holder waits on: when this process is gone, its write end closes and they all end. */
+  #lifeline: [number, number] | undefined;
 
   /**
    * Closes every connection (RST when close is 'rst': SO_LINGER 0 was set at
@@ -525,7 +570,7 @@ process.on('message', (msg: ToWorker) => {
       // Keep room for the descriptors node itself holds (stdio, IPC, epoll, ...). A forced low
       // limit (config.nofile) is left to bite, as it would in a misconfigured process: EMFILE.
       const batch = config.nofile === undefined ? Math.max(1, nofile.soft - 64 - config.listeners) : config.quota;
-      worker = new ClientWorker(config, config.quota, batch);
+      worker = new ClientWorker(config, config.quota, batch, nofile.soft);
       send({ type: 'ready', pid: process.pid, nofile });
       worker.start();
       break;

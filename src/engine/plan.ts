@@ -28,6 +28,8 @@ export const MAX_SINK_LISTENERS = 8192;
 export const MAX_ACCEPT_LISTENERS = 2048;
 /** Destinations a load run round-robins over at most. */
 export const MAX_TARGETS = 65_536;
+/** From this many connections on, the target is split over --parallel clients even when one could hold it all: connects are CPU-bound, and there is more than one core. */
+export const SPLIT_FROM = 10_000;
 /** The first port tried for the default listeners. */
 export const DEFAULT_LISTEN_FROM = 7000;
 
@@ -70,7 +72,7 @@ export interface RunPlan {
   readonly listen: ListenPlan | null;
   /** Connections one client process opens at most (it hands them to holder processes as its descriptors fill). */
   readonly clientQuota: number;
-  /** Client processes: --parallel, or fewer when one holds the whole target in its own descriptors. */
+  /** Client processes: --parallel, or one for a small target (below SPLIT_FROM) that its own descriptors hold. */
   readonly clients: number;
   /** Descriptors a client holds before it hands them to a holder. */
   readonly batch: number;
@@ -118,7 +120,7 @@ export function planRun(input: PlanInput): RunPlan {
   const pace = sink === 'accept';
   const inherited = pace ? listenerCount : 0;
   const batch = Math.max(1, input.nofileHard - FD_RESERVE - inherited);
-  const clients = Math.max(1, Math.min(input.parallel, Math.ceil(connections / batch)));
+  const clients = Math.max(1, Math.min(input.parallel, connections >= SPLIT_FROM ? input.parallel : Math.ceil(connections / batch)));
   return {
     sink,
     sinkWhy,

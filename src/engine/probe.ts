@@ -131,6 +131,7 @@ export class Probe extends EventEmitter {
     this.#facts = readKernelFacts();
     try {
       this.#planRun();
+      this.#makeClients();
       const timeWaitBefore = this.#countRunSockets().timeWait;
       this.#sampler.baseline();
       await this.#startSinks();
@@ -140,7 +141,7 @@ export class Probe extends EventEmitter {
       const peak = this.#kernelCount(true);
       // What the clients opened that the kernel no longer holds: reset or closed by the peer during the ramp.
       this.#lostHolding = Math.max(0, (this.#clients?.held ?? 0) - peak.held);
-      this.#sampler.measurePeak(performance.now(), { ...this.#totals(), held: peak.held }, true, this.#pids());
+      this.#sampler.measurePeak(performance.now(), { ...this.#totals(), held: peak.held }, true, this.#pids(), this.#rampEndedAt);
       if (this.#o.holdS > 0 && !this.#abort.signal.aborted) {
         this.#move('hold');
         await this.#hold(peak.ms);
@@ -220,24 +221,9 @@ export class Probe extends EventEmitter {
     return computeLimits({ facts: this.#facts, strategy: this.#o.strategy, sources: this.#o.from, destinations, localAddresses, acceptQueue: queue });
   }
 
-  /** The accept sink's workers; the queue sink has none (its listeners are the coordinator's). */
-  async #startSinks(): Promise<void> {
-    if (this.#plan.sink !== 'accept') return;
-    const pool = new SinkPool({ listeners: this.#listeners, capacity: this.#o.connections, close: this.#o.close });
-    this.#sink = pool;
-    pool.on('died', (w: WorkerHandle, held: number) => {
-      if (this.#phase === 'closing' || this.#phase === 'done') return;
-      this.#died.push({ kind: 'sink', pid: w.pid, signal: w.exit?.signal ?? null, code: w.exit?.code ?? null, held });
-    });
-    await pool.start();
-  }
-
-  #ramp(): Promise<void> {
+  /** The client scheduler for the plan; its first clients are spawned at once, to boot while the coordinator prepares. */
+  #makeClients(): void {
     const o = this.#o;
-    const now = performance.now();
-    this.#sampler.begin(now);
-    const done = new Promise<void>((resolve) => (this.#rampEnded = resolve));
-    if (this.#stopReason) this.#rampEnded?.();
     const pool = ephemeralPool(this.#facts)?.size ?? 0;
     const explicit = o.strategy === 'explicit' ? explicitPool(this.#facts) : null;
     this.#clients = new ClientScheduler(
@@ -269,6 +255,27 @@ export class Probe extends EventEmitter {
         extend: (slots) => this.#extend(slots),
       },
     );
+    this.#clients.prespawn();
+  }
+
+  /** The accept sink's workers; the queue sink has none (its listeners are the coordinator's). */
+  async #startSinks(): Promise<void> {
+    if (this.#plan.sink !== 'accept') return;
+    const pool = new SinkPool({ listeners: this.#listeners, capacity: this.#o.connections, close: this.#o.close });
+    this.#sink = pool;
+    pool.on('died', (w: WorkerHandle, held: number) => {
+      if (this.#phase === 'closing' || this.#phase === 'done') return;
+      this.#died.push({ kind: 'sink', pid: w.pid, signal: w.exit?.signal ?? null, code: w.exit?.code ?? null, held });
+    });
+    await pool.start();
+  }
+
+  #ramp(): Promise<void> {
+    const o = this.#o;
+    const now = performance.now();
+    this.#sampler.begin(now);
+    const done = new Promise<void>((resolve) => (this.#rampEnded = resolve));
+    if (this.#stopReason) this.#rampEnded?.();
     const deadline = now + o.durationS * 1000;
     this.#ticker = setInterval(() => {
       const t = performance.now();
@@ -277,7 +284,7 @@ export class Probe extends EventEmitter {
       if (t >= deadline) this.#endRamp('time');
       else if (t - this.#sampler.lastGrowthAt > STALL_MS && (this.#clients?.active ?? 0) > 0) this.#endRamp('stall');
     }, SAMPLE_MS);
-    if (!this.#stopReason) this.#clients.start();
+    if (!this.#stopReason) this.#clients?.start();
     return done;
   }
 
@@ -461,11 +468,21 @@ export class Probe extends EventEmitter {
     }
   }
 
-  /** Clients first (RST from the side that opened), then the accept sink's workers, then the listeners (which resets what waits in their queues). */
+  /**
+   * Everything at once, so the kernel's teardown runs on every core: the
+   * clients and the accept sink's workers are told to close (their holders
+   * die, each in its own process), and meanwhile the coordinator closes the
+   * listeners, which resets what waits in their queues. Resolves when every
+   * process of the run has exited.
+   */
   async #closeAll(): Promise<void> {
-    await this.#clients?.close(CLOSE_GRACE_MS, CLOSE_US_PER_CONNECTION);
-    await this.#sink?.close(CLOSE_GRACE_MS);
+    const clients = this.#clients?.close(CLOSE_GRACE_MS, CLOSE_US_PER_CONNECTION);
+    const sinks = this.#sink?.close(CLOSE_GRACE_MS);
+    // Let the 'close' messages go out before the listeners' teardown holds this thread.
+    await new Promise((r) => setImmediate(r));
     closeListeners(this.#listeners);
+    await clients;
+    await sinks;
   }
 
   /** PIDs of the coordinator and every live worker and holder. */

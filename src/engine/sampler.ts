@@ -125,13 +125,15 @@ export class Sampler {
    * until the clients polled them all, so what is held now is the count.
    * Then memory at the peak and what other programs took.
    */
-  measurePeak(now: number, t: Totals, counted: boolean, pids: number[]): void {
-    if (t.held >= this.#peak) {
+  measurePeak(now: number, t: Totals, counted: boolean, pids: number[], rampEndedAt = now): void {
+    // The peak came when the ramp ended, or at the sample that first saw it: not when it was counted.
+    if (t.held > this.#peak) {
       this.#peak = t.held;
-      this.#peakAt = now;
-    } else if (counted) {
+      this.#peakAt = Math.min(now, rampEndedAt || now);
+    } else if (t.held < this.#peak && counted) {
       this.#peak = t.held;
     }
+    if (this.#peakAt === 0) this.#peakAt = Math.min(now, rampEndedAt || now);
     const available = memAvailableBytes();
     this.memory = {
       userBytes: userBytesOf(pids),

@@ -556,3 +556,12 @@ export function read(fd: number, buf: Uint8Array): number {
   const r = readFn()(fd, buf, buf.byteLength);
   return r < 0 ? -n.errno() : r;
 }
+
+const pipe2Fn = late<(fds: Int32Array, flags: number) => number>('int pipe2(void *fds, int flags)');
+
+/** pipe2(2) with O_CLOEXEC: [read end, write end], or -errno. */
+export function pipe(): [number, number] | number {
+  const n = native ?? need();
+  const fds = new Int32Array(2);
+  return pipe2Fn()(fds, SOCK_CLOEXEC) < 0 ? -n.errno() : [fds[0], fds[1]];
+}

@@ -78,6 +78,8 @@ export interface Limits {
   readonly socketsPerConnection: 1 | 2;
   /** Descriptors each connection costs on this host (1 with the queue sink: the server's end has none). */
   readonly descriptorsPerConnection: 1 | 2;
+  /** How the server's end is held when it is on this host: accepted (a descriptor) or waiting in an accept queue; null when it is elsewhere. */
+  readonly serverEnd: 'accept' | 'queue' | null;
 }
 
 const fmt = (n: number): string => n.toLocaleString('en-US');
@@ -156,6 +158,7 @@ export function computeLimits(input: LimitsInput): Limits {
     sourceCount,
     socketsPerConnection: sockets,
     descriptorsPerConnection: descriptors,
+    serverEnd: sockets === 2 ? (queue ? 'queue' : 'accept') : null,
   };
 }
 

@@ -38,6 +38,8 @@ export function limitsSentence(l: Limits, target: string): string {
 export function renderLimits(l: Limits, target: string): string {
   const out: string[] = [limitsSentence(l, target)];
   if (l.host.remedy) out.push(`To lift the host's ceiling: ${l.host.remedy}.`);
+  if (l.serverEnd === 'queue') out.push("Both ends are on this host; the server's end waits in accept queues (the queue sink): one descriptor per connection.");
+  else if (l.serverEnd === 'accept') out.push("Both ends are on this host; the server accepts every connection: two descriptors per connection (--sink queue: one).");
   if (l.process.binding !== l.host.binding && l.process.remedy) out.push(`To lift one process's: ${l.process.remedy}.`);
   out.push('');
   const idW = Math.max(...l.constraints.map((c) => c.id.length));
@@ -67,6 +69,8 @@ export function limitsJson(l: Limits, facts: KernelFacts, target: { sources: rea
     destinationCount: l.destinationCount,
     sourceCount: l.sourceCount,
     socketsPerConnection: l.socketsPerConnection,
+    descriptorsPerConnection: l.descriptorsPerConnection,
+    serverEnd: l.serverEnd,
     constraints: l.constraints.map((c) => ({ id: c.id, limit: c.limit, scope: c.scope, detail: c.detail, remedy: c.remedy })),
     facts,
   };
