@@ -89,6 +89,8 @@ export interface ProbeResult {
   readonly command: readonly string[];
   readonly machine: Machine;
   readonly rampMs: number;
+  /** From the process's start (Node's time origin) to the ramp's: what a user waits before the first connect. */
+  readonly startupMs: number;
   readonly durationMs: number;
   readonly limits: Limits;
 }
@@ -201,6 +203,7 @@ export function buildResult(r: RunRecord): ProbeResult {
     command: r.command,
     machine: r.machine,
     rampMs: Math.round((r.peakAt || r.now) - r.rampStart),
+    startupMs: Math.round(r.rampStart),
     durationMs: Math.round(r.now - r.startedAt),
     limits: r.limits,
   };

@@ -9,7 +9,8 @@ export const KERNEL_BYTES_PER_SOCKET = 4036;
 
 /**
  * Kernel memory of the server's end of a connection that waits in an accept
- * queue (the probe's queue sink): the TCP socket alone, no file, socket
- * inode or dentry (measured: see docs/measurements.md).
+ * queue (the probe's queue sink): the TCP socket (2,368) and the
+ * request_sock (320) that queues it until accept(); no file, socket inode
+ * or dentry. /proc/slabinfo while holding 200,000 (docs/measurements.md).
  */
-export const KERNEL_BYTES_PER_QUEUED_SOCKET = 2600;
+export const KERNEL_BYTES_PER_QUEUED_SOCKET = 2688;
