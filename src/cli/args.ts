@@ -2,11 +2,12 @@
  * Option parsing shared by every command: node's util.parseArgs in strict
  * mode, with its errors turned into one-line InvalidArgumentErrors.
  */
-import { accessSync, constants, statSync } from 'node:fs';
+import { closeSync, constants, openSync, statSync, unlinkSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { InvalidArgumentError } from '../errors.js';
-import { parseAddresses, parseEndpoints, type Endpoints } from '../model/address.js';
+import * as ffi from '../kernel/ffi.js';
+import { familyOf, parseAddresses, parseEndpoints, type Endpoints } from '../model/address.js';
 import { isStrategy, STRATEGIES, type Strategy } from '../model/strategy.js';
 
 /** Parses `argv` against `config.options` (strict); unknown flags and missing values exit 2 with one line. */
@@ -56,6 +57,24 @@ export function sourcesOption(values: string[] | undefined): string[] {
   return [...new Set((values ?? []).flatMap((v) => parseAddresses(v, '--from')))];
 }
 
+/**
+ * --from addresses that this host (its current network namespace) has:
+ * bind(address, 0) says EADDRNOTAVAIL for any other, and every connect from
+ * it would fail the same way. Checked where the option enters, exit 2.
+ */
+export function localSourcesOption(values: string[] | undefined): string[] {
+  const sources = sourcesOption(values);
+  if (sources.length === 0 || !ffi.ffiAvailable()) return sources;
+  for (const address of sources) {
+    const fd = ffi.socket(familyOf(address), true);
+    if (fd < 0) return sources; // cannot tell: the run will say
+    const r = ffi.bind(fd, ffi.sockaddr(address, 0));
+    ffi.close(fd);
+    if (r === -ffi.EADDRNOTAVAIL) throw new InvalidArgumentError(`source address '${address}' in --from is not an address of this host`);
+  }
+  return sources;
+}
+
 /** A whole number option within bounds. */
 export function intOption(name: string, value: string | undefined, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
   if (value === undefined) return fallback;
@@ -87,11 +106,32 @@ export function describeEndpoints(list: readonly Endpoints[]): string {
 
 /** Fails now, before any work, when `file` could not be written later. */
 export function checkWritable(file: string, name: string): void {
-  const dir = dirname(resolve(file));
+  const path = resolve(file);
+  let existed = true;
   try {
-    if (!statSync(dir).isDirectory()) throw new Error('not a directory');
-    accessSync(dir, constants.W_OK);
-  } catch {
-    throw new InvalidArgumentError(`cannot write ${name} '${file}': its folder ${dir} is missing or not writable`);
+    if (statSync(path).isDirectory()) throw new InvalidArgumentError(`cannot write ${name} '${file}': it is a directory; expected a file name`);
+  } catch (err) {
+    if (err instanceof InvalidArgumentError) throw err;
+    existed = false;
   }
+  // Open it as the end of the run will (create or append, never truncate), so /sys, a read-only mount or a missing folder is refused now.
+  try {
+    closeSync(openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_APPEND));
+    if (!existed) unlinkSync(path);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? 'an error';
+    throw new InvalidArgumentError(`cannot write ${name} '${file}': ${code} (its folder ${dirname(path)} is missing or not writable)`);
+  }
+}
+
+/**
+ * Every (address, port) of `list`, counted before it is expanded: a range of
+ * addresses times a range of ports can be billions, refused in a moment.
+ */
+export function expandEndpoints(list: readonly Endpoints[], max: number, name: string): { address: string; port: number }[] {
+  const count = list.reduce((n, e) => n + e.addresses.length * e.ports.size, 0);
+  if (count > max) throw new InvalidArgumentError(`${name} names ${count.toLocaleString('en-US')} address and port pairs: at most ${max.toLocaleString('en-US')}`);
+  const out: { address: string; port: number }[] = [];
+  for (const e of list) for (const address of e.addresses) for (const port of e.ports) out.push({ address, port });
+  return out;
 }

@@ -83,7 +83,7 @@ export function parseLabRunArgs(argv: string[]): { json: boolean; plan: LabRunPl
   const hasTo = rest.some((a) => a === '--to' || a.startsWith('--to='));
   const hasDuration = rest.some((a) => a === '--duration' || a.startsWith('--duration='));
   const base = [...(hasTo ? [] : ['--to', '10.78.0.100:7000']), ...(hasDuration ? [] : ['--duration', String(LAB_RUN_DURATION)]), ...rest];
-  const parsed = parseProbeArgs('load', [...base, '--from', '10.77.1.10']);
+  const parsed = parseProbeArgs('load', [...base, '--from', '10.77.1.10'], 'elsewhere');
   const o = parsed.options;
   const listen = o.to.flatMap((e) => e.addresses.map((a) => `${a}:${e.ports.toString()}`));
   const sockets = o.to.reduce((a, e) => a + e.addresses.length * e.ports.size, 0);

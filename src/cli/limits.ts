@@ -2,7 +2,7 @@
 import { readKernelFacts } from '../kernel/facts.js';
 import { computeLimits, type LimitsInput } from '../model/limits.js';
 import { limitsJson, renderLimits } from '../report/limits.js';
-import { describeEndpoints, endpointsOption, intOption, parseOptions, sourcesOption, strategyOption } from './args.js';
+import { describeEndpoints, endpointsOption, intOption, parseOptions, localSourcesOption, strategyOption } from './args.js';
 import { InvalidArgumentError } from '../errors.js';
 import { isNatPreset, NAT_PRESETS, parsePortRange, withNat, type NatGateway } from '../model/nat.js';
 
@@ -68,7 +68,7 @@ function natOption(v: { nat?: string; 'nat-addresses'?: string; 'nat-ports'?: st
 /** Parses argv without running anything (tests use it directly). */
 export function parseLimitsArgs(argv: string[]): LimitsOptions {
   const { values } = parseOptions('limits', { args: argv, options: OPTIONS });
-  const sources = sourcesOption(values.from);
+  const sources = localSourcesOption(values.from);
   const sink = values.sink ?? 'accept';
   if (sink !== 'accept' && sink !== 'queue') throw new InvalidArgumentError(`invalid --sink '${sink}': expected accept or queue`);
   const destinations = endpointsOption(values.to);

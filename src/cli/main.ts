@@ -33,9 +33,11 @@ const COMMANDS: Record<string, () => Promise<Runner>> = {
   lab: async () => (await import('./lab.js')).runLab,
 };
 
-// A closed pipe (| head) is the reader's choice, not a failure of the run.
+// A closed pipe (| head) is the reader's choice, not a failure: end quietly, as ss | head does. The
+// workers of a run see their coordinator gone and close what they hold.
 process.stdout.on('error', (err: NodeJS.ErrnoException) => {
   if (err.code !== 'EPIPE') throw err;
+  process.exit(0);
 });
 
 function write(s: string): void {

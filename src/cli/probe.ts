@@ -4,7 +4,7 @@ import { InvalidArgumentError } from '../errors.js';
 import { probeJson, renderProbe, renderProgress } from '../report/probe.js';
 import { writeFileSync } from 'node:fs';
 import { renderHtml } from '../report/html.js';
-import { checkWritable, endpointsOption, intOption, numberOption, parseOptions, sourcesOption, strategyOption } from './args.js';
+import { checkWritable, endpointsOption, intOption, numberOption, parseOptions, localSourcesOption, sourcesOption, strategyOption } from './args.js';
 
 /** Usage text; `load` is the same engine without the sink. */
 export function probeHelp(command: 'probe' | 'load'): string {
@@ -69,10 +69,11 @@ export interface ProbeArgs {
 }
 
 /** Parses argv without running anything. */
-export function parseProbeArgs(command: 'probe' | 'load', argv: string[]): ProbeArgs {
+export function parseProbeArgs(command: 'probe' | 'load', argv: string[], where: 'here' | 'elsewhere' = 'here'): ProbeArgs {
   const { values: v } = parseOptions(command, { args: argv, options: OPTIONS });
   const connections = intOption('--connections', v.connections, PROBE_DEFAULTS.connections, 1, 10_000_000);
-  const from = sourcesOption(v.from);
+  // 'elsewhere': validated for another network namespace (lab run), whose addresses this one lacks.
+  const from = where === 'here' ? localSourcesOption(v.from) : sourcesOption(v.from);
   const to = endpointsOption(v.to);
   if (command === 'load' && to.length === 0 && !v.help) throw new InvalidArgumentError("'load' needs --to ADDR:PORTS: the server to connect to");
   const close = v.close ?? PROBE_DEFAULTS.close;

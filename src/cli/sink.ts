@@ -5,7 +5,7 @@ import { InvalidArgumentError } from '../errors.js';
 import { closeListeners, fmtTarget, ListenError, openListener, type Listener } from '../engine/listeners.js';
 import { SinkPool } from '../engine/sink-pool.js';
 import { num } from '../report/format.js';
-import { endpointsOption, intOption, numberOption, parseOptions } from './args.js';
+import { endpointsOption, expandEndpoints, intOption, numberOption, parseOptions } from './args.js';
 
 /** Usage text. */
 export const SINK_HELP = `Usage: fourtuple sink --listen ADDR:PORTS [...] [--duration S] [--max N] [--backlog B] [--close rst|fin] [--json]
@@ -52,9 +52,8 @@ export function parseSinkArgs(argv: string[]): SinkArgs {
   const { values: v } = parseOptions('sink', { args: argv, options: OPTIONS });
   const close = v.close ?? 'rst';
   if (close !== 'rst' && close !== 'fin') throw new InvalidArgumentError(`invalid --close '${close}': expected rst or fin`);
-  const listen = endpointsOption(v.listen).flatMap((e) => e.addresses.flatMap((address) => [...e.ports].map((port) => ({ address, port }))));
+  const listen = expandEndpoints(endpointsOption(v.listen), 4096, '--listen');
   if (listen.length === 0 && !v.help) throw new InvalidArgumentError("'sink' needs --listen ADDR:PORTS: where to accept connections");
-  if (listen.length > 4096) throw new InvalidArgumentError(`--listen names ${listen.length} sockets: at most 4,096`);
   return {
     help: v.help ?? false,
     json: v.json ?? false,

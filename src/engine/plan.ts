@@ -99,7 +99,7 @@ export function planRun(input: PlanInput): RunPlan {
       const max = sink === 'queue' ? MAX_SINK_LISTENERS : MAX_ACCEPT_LISTENERS;
       if (listenerCount > max) throw new RangeError(`--connections ${connections} needs ${listenerCount} listening ports for the ${sink} sink: at most ${max}`);
       listen = { address: input.from[0] && familyOf(input.from[0]) === 6 ? '::1' : '127.0.0.1', count: listenerCount, from: DEFAULT_LISTEN_FROM, avoid: avoidedPorts(facts) };
-      sinkWhy = sink === 'queue' ? `${listenerCount} listeners that never accept: ${perQueue.toLocaleString('en-US')} connections wait in each accept queue (somaxconn ${backlog.toLocaleString('en-US')} + 1), no descriptor on the server side` : 'worker processes accept every connection and hold its descriptor';
+      sinkWhy = sink === 'queue' ? `${listenerCount} listener${listenerCount === 1 ? '' : 's'} that never accept: ${perQueue.toLocaleString('en-US')} connections wait in each accept queue (somaxconn ${backlog.toLocaleString('en-US')} + 1), no descriptor on the server side` : 'worker processes accept every connection and hold its descriptor';
     } else {
       const fits = input.targets.length * perQueue >= connections;
       if (input.sinkMode === 'queue' || (input.sinkMode === undefined && fits)) {

@@ -1,0 +1,67 @@
+/**
+ * Bad input outside the engine, as a new user types it: one line naming the
+ * value, exit 2, in a moment, and nothing started; a closed pipe ends a
+ * command quietly.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const CLI = fileURLToPath(new URL('../dist/cli/main.js', import.meta.url));
+
+function cli(args: string[]): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 60_000 });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+function refused(args: string[], needle: string): void {
+  const r = cli(args);
+  assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
+  assert.equal(r.stdout, '');
+  const lines = r.stderr.trim().split('\n');
+  assert.equal(lines.length, 1, r.stderr);
+  assert.ok(lines[0].includes(needle), `${lines[0]} names ${needle}`);
+}
+
+test('a source address this host does not have: exit 2 naming it, for probe, load and limits alike', () => {
+  // 192.0.2.0/24 is TEST-NET-1, on no host.
+  refused(['probe', '--from', '192.0.2.7', '-n', '100'], "'192.0.2.7'");
+  refused(['load', '--to', '127.0.0.1:7000', '--from', '192.0.2.7', '-n', '100'], "'192.0.2.7'");
+  refused(['limits', '--to', '127.0.0.1:7000', '--from', '192.0.2.7'], "'192.0.2.7'");
+  // A loopback source is this host's: limits answers.
+  assert.equal(cli(['limits', '--to', '127.0.0.1:7000', '--from', '127.0.0.2', '--json']).status, 0);
+});
+
+test('an address range times a port range is counted before it is expanded: refused at once', () => {
+  const started = Date.now();
+  refused(['sink', '--listen', '10.0.0.0/16:1-65535'], '4,294,901,760');
+  refused(['sink', '--listen', '127.0.0.0/24:1-65535'], '16,776,960');
+  // Generous for a busy machine: the old code took 27 s for the second and never answered the first.
+  assert.ok(Date.now() - started < 20_000, `${Date.now() - started} ms`);
+});
+
+test('an output that cannot be written is refused before the run, naming it', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ft-out-'));
+  try {
+    refused(['probe', '-n', '10', '--report', dir], 'is a directory');
+    refused(['probe', '-n', '10', '--report', '/proc/ft-report.html'], '/proc/ft-report.html');
+    refused(['report', join(dir, 'run.json'), '-o', dir], 'is a directory');
+    // The check (an open for append) leaves nothing behind: a later option's error stops the run after it.
+    refused(['probe', '-n', '10', '--report', join(dir, 'r.html'), '--sink', 'bucket'], "'bucket'");
+    assert.equal(existsSync(join(dir, 'r.html')), false);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('ports --watch | head -1 ends, quietly, when head closes the pipe', () => {
+  const r = spawnSync('sh', ['-c', `'${process.execPath}' '${CLI}' ports --watch 0.2 | head -1`], { encoding: 'utf8', timeout: 30_000 });
+  assert.equal(r.signal, null, 'ended before the timeout');
+  assert.equal(r.status, 0);
+  assert.equal(r.stderr, '');
+  assert.equal(r.stdout.trim().split('\n').length, 1);
+});
