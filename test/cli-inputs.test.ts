@@ -65,3 +65,10 @@ test('ports --watch | head -1 ends, quietly, when head closes the pipe', () => {
   assert.equal(r.stderr, '');
   assert.equal(r.stdout.trim().split('\n').length, 1);
 });
+
+test('limits follows the same --from and --strategy rules as probe', () => {
+  refused(['limits', '--to', '127.0.0.1:7000', '--from', '127.0.0.2', '--strategy', 'auto'], '--strategy auto');
+  refused(['probe', '--to', '127.0.0.1:7000', '--from', '127.0.0.2', '--strategy', 'auto'], '--strategy auto');
+  refused(['limits', '--to', '127.0.0.1:7000', '--from', '::1'], "'::1'");
+  refused(['probe', '--to', '127.0.0.1:7000', '--from', '::1'], "'::1'");
+});

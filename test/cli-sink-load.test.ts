@@ -120,3 +120,57 @@ test("connections a server resets during the ramp are not counted as held: the r
     await new Promise<void>((r) => server.close(() => r()));
   }
 });
+
+/** Descriptors a process holds. */
+function fdCount(pid: number): number {
+  return Number(spawnSync('sh', ['-c', `ls /proc/${pid}/fd | wc -l`], { encoding: 'utf8' }).stdout.trim());
+}
+
+/** Waits until `ss` shows no connection of `port` but listeners, up to 10 s. */
+async function drained(port: number): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    if (spawnSync('ss', ['-Htn', 'state', 'established', `sport = :${port}`], { encoding: 'utf8' }).stdout.trim() === '') return;
+    await sleep(100);
+  }
+}
+
+test('the sink holds what its clients hold now: three loads one after the other peak at 1,000, not 3,000, and its descriptors do not grow', async () => {
+  const sink = start(['sink', '--listen', '127.0.0.1:7340', '--duration', '60', '--json']);
+  await sleep(1500);
+  const pids = spawnSync('pgrep', ['-P', String(sink.pid), '-f', 'sink-worker'], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean).map(Number);
+  const fds: number[] = [];
+  try {
+    for (let i = 0; i < 3; i++) {
+      const r = spawnSync(process.execPath, [CLI, 'load', '--to', '127.0.0.1:7340', '--connections', '1000', '--json'], { encoding: 'utf8' });
+      assert.equal(JSON.parse(r.stdout).held, 1000, r.stderr);
+      await drained(7340);
+      // The sink closes what its peers reset within about a second.
+      await sleep(1500);
+      fds.push(pids.reduce((n, p) => n + fdCount(p), 0));
+    }
+  } finally {
+    process.kill(sink.pid, 'SIGINT');
+  }
+  const s = await sink.done;
+  const j = JSON.parse(s.stdout) as { peak: number; cleanup: { left: number } };
+  assert.equal(j.peak, 1000, 'held at most 1,000 at once');
+  assert.equal(j.cleanup.left, 0);
+  assert.ok(fds[2] <= fds[0] + 10, `sink descriptors after each load: ${fds.join(', ')}`);
+});
+
+test('sink --max caps what is held at once: after the first 100 leave, a second load gets its 50', async () => {
+  const sink = start(['sink', '--listen', '127.0.0.1:7341', '--max', '100', '--duration', '60', '--json']);
+  await sleep(1500);
+  try {
+    const first = JSON.parse(spawnSync(process.execPath, [CLI, 'load', '--to', '127.0.0.1:7341', '--connections', '100', '--json'], { encoding: 'utf8' }).stdout) as { held: number };
+    assert.equal(first.held, 100);
+    await drained(7341);
+    await sleep(1500);
+    const second = JSON.parse(spawnSync(process.execPath, [CLI, 'load', '--to', '127.0.0.1:7341', '--connections', '50', '--duration', '5', '--hold', '1', '--json'], { encoding: 'utf8' }).stdout) as { held: number };
+    assert.equal(second.held, 50);
+  } finally {
+    process.kill(sink.pid, 'SIGINT');
+  }
+  const s = await sink.done;
+  assert.equal((JSON.parse(s.stdout) as { peak: number }).peak, 100);
+});

@@ -58,6 +58,19 @@ export function sourcesOption(values: string[] | undefined): string[] {
 }
 
 /**
+ * The rules --from and --strategy follow everywhere (probe, load, limits):
+ * auto lets the kernel choose the source, so it takes no --from; sources
+ * and destinations are of one family.
+ */
+export function checkSources(strategy: Strategy, from: readonly string[], to: readonly Endpoints[], given: readonly string[] | undefined): void {
+  if (strategy === 'auto' && from.length) throw new InvalidArgumentError(`--strategy auto cannot use --from ${(given ?? from).join(',')}: connect() without bind() lets the kernel choose the source; use nopo, bind or explicit`);
+  const first = to[0]?.addresses[0];
+  if (first === undefined) return;
+  const fam = familyOf(first);
+  for (const s of from) if (familyOf(s) !== fam) throw new InvalidArgumentError(`source address '${s}' in --from is not of the destinations' family (IPv${fam})`);
+}
+
+/**
  * --from addresses that this host (its current network namespace) has:
  * bind(address, 0) says EADDRNOTAVAIL for any other, and every connect from
  * it would fail the same way. Checked where the option enters, exit 2.

@@ -2,7 +2,7 @@
 import { readKernelFacts } from '../kernel/facts.js';
 import { computeLimits, type LimitsInput } from '../model/limits.js';
 import { limitsJson, renderLimits } from '../report/limits.js';
-import { describeEndpoints, endpointsOption, intOption, parseOptions, localSourcesOption, strategyOption } from './args.js';
+import { checkSources, describeEndpoints, endpointsOption, intOption, parseOptions, localSourcesOption, strategyOption } from './args.js';
 import { InvalidArgumentError } from '../errors.js';
 import { isNatPreset, NAT_PRESETS, parsePortRange, withNat, type NatGateway } from '../model/nat.js';
 
@@ -72,6 +72,8 @@ export function parseLimitsArgs(argv: string[]): LimitsOptions {
   const sink = values.sink ?? 'accept';
   if (sink !== 'accept' && sink !== 'queue') throw new InvalidArgumentError(`invalid --sink '${sink}': expected accept or queue`);
   const destinations = endpointsOption(values.to);
+  const strategy = strategyOption(values.strategy, sources.length > 0 ? 'nopo' : 'auto');
+  checkSources(strategy, sources, destinations, values.from);
   const listeners = destinations.reduce((n, d) => n + d.addresses.length * d.ports.size, 0);
   return {
     help: values.help ?? false,
@@ -81,7 +83,7 @@ export function parseLimitsArgs(argv: string[]): LimitsOptions {
       sources,
       // The queue sink on the named ports: somaxconn + 1 connections wait in each accept queue.
       ...(sink === 'queue' ? { acceptQueue: { perListener: -1, listeners: Math.max(1, listeners) } } : {}),
-      strategy: strategyOption(values.strategy, sources.length > 0 ? 'nopo' : 'auto'),
+      strategy,
     },
     nat: natOption(values),
   };

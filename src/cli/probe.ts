@@ -4,7 +4,7 @@ import { InvalidArgumentError } from '../errors.js';
 import { probeJson, renderProbe, renderProgress } from '../report/probe.js';
 import { writeFileSync } from 'node:fs';
 import { renderHtml } from '../report/html.js';
-import { checkWritable, endpointsOption, intOption, numberOption, parseOptions, localSourcesOption, sourcesOption, strategyOption } from './args.js';
+import { checkSources, checkWritable, endpointsOption, intOption, numberOption, parseOptions, localSourcesOption, sourcesOption, strategyOption } from './args.js';
 
 /** Usage text; `load` is the same engine without the sink. */
 export function probeHelp(command: 'probe' | 'load'): string {
@@ -81,7 +81,7 @@ export function parseProbeArgs(command: 'probe' | 'load', argv: string[], where:
   const death = v['on-worker-death'] ?? PROBE_DEFAULTS.onWorkerDeath;
   if (death !== 'continue' && death !== 'stop') throw new InvalidArgumentError(`invalid --on-worker-death '${death}': expected continue or stop`);
   const strategy = strategyOption(v.strategy, from.length ? 'nopo' : PROBE_DEFAULTS.strategy);
-  if (strategy === 'auto' && from.length) throw new InvalidArgumentError(`--strategy auto cannot use --from ${v.from?.join(',')}: connect() without bind() lets the kernel choose the source; use nopo, bind or explicit`);
+  checkSources(strategy, from, to, v.from);
   if (v.report !== undefined) checkWritable(v.report, '--report');
   const sinkMode = v.sink;
   if (sinkMode !== undefined && command === 'load') throw new InvalidArgumentError(`--sink ${sinkMode} is for probe: load connects to an existing server`);

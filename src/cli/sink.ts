@@ -85,7 +85,8 @@ export async function runSink(argv: string[], out: (s: string) => void): Promise
     listeners.push(l);
   }
   const names = listeners.map(fmtTarget);
-  const pool = new SinkPool({ listeners, capacity: args.max, close: args.close, limit: args.max });
+  // A server outlives its clients: it closes what they closed, and --max caps what it holds at once.
+  const pool = new SinkPool({ listeners, capacity: args.max, close: args.close, limit: args.max, watchHeld: true });
   const started = performance.now();
   const tty = process.stderr.isTTY && !args.json;
   let died = 0;

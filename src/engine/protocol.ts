@@ -60,9 +60,15 @@ export interface SinkConfig {
   readonly kind: 'sink';
   readonly index: number;
   readonly listeners: number;
-  /** Connections this worker accepts at most. */
+  /** Connections this worker holds at most at once. */
   readonly quota: number;
   readonly close: 'rst' | 'fin';
+  /**
+   * Watch what it holds: close the connections the peer closed or reset, and
+   * accept again up to its quota (the standalone sink, a server that outlives
+   * its clients). The probe's sink does not: its run counts from the kernel.
+   */
+  readonly watchHeld?: boolean;
 }
 
 /** Coordinator → worker. */

@@ -27,6 +27,8 @@ export interface SinkPoolOptions {
    * server at its own capacity. No cap when omitted.
    */
   readonly limit?: number;
+  /** Workers close what the peer closed and accept again up to their share (see SinkConfig.watchHeld). */
+  readonly watchHeld?: boolean;
 }
 
 /**
@@ -104,7 +106,7 @@ export class SinkPool extends EventEmitter {
     this.#started++;
     this.#assigned += left;
     this.#quotaOf.set(w, left);
-    const config: SinkConfig = { kind: 'sink', index: w.index, listeners: this.#o.listeners.length, quota: left, close: this.#o.close };
+    const config: SinkConfig = { kind: 'sink', index: w.index, listeners: this.#o.listeners.length, quota: left, close: this.#o.close, watchHeld: this.#o.watchHeld };
     w.send({ type: 'start', config });
     const more = this.#o.limit === undefined || this.#assigned < this.#o.limit;
     if (more && this.#started * this.#quota < this.#o.capacity + this.#quota) this.#spare = this.#spawn();

@@ -9,6 +9,11 @@ import { ignoreGroupSignals, raiseNofile, send } from './worker-common.js';
 
 const REPORT_MS = 100;
 const POLL_MS = 20;
+const POLLRDHUP = 0x2000;
+/** A watching sink checks what it holds this often at least... */
+const WATCH_MS = 1000;
+/** ...and less often when a check costs more than this share of one core. */
+const WATCH_SHARE = 0.01;
 
 class SinkWorker {
   readonly #c: SinkConfig;
@@ -33,6 +38,38 @@ class SinkWorker {
 
   start(): void {
     this.#loop();
+    if (this.#c.watchHeld) setTimeout(this.#watch, WATCH_MS).unref();
+  }
+
+  /** Closes the held connections the peer closed or reset; a full worker that has room again goes back to accepting. */
+  #watch = (): void => {
+    if (!this.#running) return;
+    const started = performance.now();
+    const before = this.#held;
+    const wasFull = before >= this.#quota;
+    const set = new ffi.PollSet(Math.min(Math.max(1, this.#held), 4096));
+    let kept = 0;
+    for (let base = 0; base < this.#held; base += set.capacity) {
+      const n = Math.min(set.capacity, this.#held - base);
+      for (let i = 0; i < n; i++) set.set(i, this.#fds[base + i], POLLRDHUP);
+      const ready = set.poll(n, 0);
+      for (let i = 0; i < n; i++) {
+        const fd = this.#fds[base + i];
+        if (ready > 0 && set.revents(i)) ffi.close(fd);
+        else this.#fds[kept++] = fd;
+      }
+    }
+    this.#held = kept;
+    if (kept !== before) this.#report(performance.now(), false);
+    if (wasFull && kept < this.#quota) setImmediate(this.#loop);
+    const cost = performance.now() - started;
+    setTimeout(this.#watch, Math.max(WATCH_MS, cost / WATCH_SHARE)).unref();
+  };
+
+  #report(now: number, full: boolean): void {
+    this.#lastReport = now;
+    this.#reported = { held: this.#held, errors: this.#errorCount };
+    send({ type: 'accepted', held: this.#held, full, errors: { ...this.#errors } });
   }
 
   #loop = (): void => {
@@ -62,11 +99,7 @@ class SinkWorker {
     const now = performance.now();
     const full = this.#held >= this.#quota;
     const news = this.#held !== this.#reported.held || this.#errorCount !== this.#reported.errors;
-    if ((news && now - this.#lastReport >= REPORT_MS) || full) {
-      this.#lastReport = now;
-      this.#reported = { held: this.#held, errors: this.#errorCount };
-      send({ type: 'accepted', held: this.#held, full, errors: { ...this.#errors } });
-    }
+    if ((news && now - this.#lastReport >= REPORT_MS) || full) this.#report(now, full);
     // Full: stop polling the listeners for good; the coordinator starts another sink worker.
     if (!full) setImmediate(this.#loop);
   };
