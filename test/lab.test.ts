@@ -194,3 +194,62 @@ test('down is idempotent and ends the processes of a crashed lab', { skip }, () 
   assertClean();
   assert.equal(sh('pgrep -x -f "sleep 300" || true').trim(), '');
 });
+
+test('a lab whose build was interrupted is reported incomplete, and lab run refuses it (FT_LAB_DOWN) until lab down', { skip }, () => {
+  // What a 'lab up' killed half way leaves: namespaces, without the build's completion mark.
+  for (const ns of ['ft-gw', 'ft-srv', 'ft-c1']) assert.equal(spawnSync('ip', ['netns', 'add', ns]).status, 0);
+  try {
+    const status = cli(['lab', 'status', '--json']);
+    const s = JSON.parse(status.stdout) as { up: boolean; incomplete: boolean };
+    assert.deepEqual([s.up, s.incomplete], [false, true]);
+    assert.match(cli(['lab', 'status']).stdout, /^Lab is incomplete/);
+    const r = cli(['lab', 'run', '--', 'load', '--connections', '10', '--duration', '1']);
+    assert.equal(r.status, 1, r.stderr);
+    assert.match(r.stderr, /the lab is incomplete .*fourtuple lab down/);
+    assert.equal(r.stderr.trim().split('\n').length, 1);
+  } finally {
+    down();
+  }
+  assertClean();
+  // A complete build carries the mark.
+  up([]);
+  try {
+    const s = JSON.parse(cli(['lab', 'status', '--json']).stdout) as { up: boolean; incomplete: boolean };
+    assert.deepEqual([s.up, s.incomplete], [true, false]);
+  } finally {
+    down();
+  }
+  assertClean();
+});
+
+test('lab run ended by SIGTERM ends its clients (which report), its sink and its sampler, exits 143, and leaves no process in the lab', { skip }, async () => {
+  up([]);
+  try {
+    const { spawn } = await import('node:child_process');
+    const CLI_PATH = fileURLToPath(new URL('../dist/cli/main.js', import.meta.url));
+    const child = spawn(process.execPath, [CLI_PATH, 'lab', 'run', '--json', '--', 'load', '--connections', '300', '--duration', '30', '--hold', '60'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    // Wait for both clients to hold their 300 (the server's end, counted in ft-srv).
+    for (let i = 0; i < 200; i++) {
+      const n = spawnSync('ip', ['netns', 'exec', 'ft-srv', 'ss', '-Htn', 'state', 'established'], { encoding: 'utf8' }).stdout.trim().split('\n').filter(Boolean).length;
+      if (n >= 600) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const sentAt = Date.now();
+    child.kill('SIGTERM');
+    const code = await exited;
+    assert.ok(Date.now() - sentAt < 20_000, `ended ${Date.now() - sentAt} ms after SIGTERM`);
+    assert.equal(code, 143, stderr);
+    const j = JSON.parse(stdout) as { held: number; interrupted: string; clients: { report: { held: number } | null }[] };
+    assert.equal(j.interrupted, 'SIGTERM');
+    assert.equal(j.held, 600, 'each client reported what it held when the signal came');
+    for (const ns of ['ft-srv', 'ft-gw', 'ft-c1', 'ft-c2']) assert.equal(spawnSync('ip', ['netns', 'pids', ns], { encoding: 'utf8' }).stdout.trim(), '', `no process left in ${ns}`);
+  } finally {
+    down();
+  }
+  assertClean();
+});

@@ -174,9 +174,22 @@ export async function runLab(argv: string[], out: (s: string) => void): Promise<
     }
     case 'run': {
       const { json, plan } = parseLabRunArgs(rest);
-      const r = await labRun(plan);
-      out(json ? JSON.stringify(r, null, 2) : renderRun(r));
-      return 0;
+      // SIGINT, SIGTERM, SIGHUP: the clients end their runs and report, the sink and the sampler stop, and so does this.
+      const abort = new AbortController();
+      let signalled: NodeJS.Signals | null = null;
+      const onSignal = (sig: NodeJS.Signals): void => {
+        signalled ??= sig;
+        abort.abort();
+      };
+      const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+      for (const sg of signals) process.on(sg, onSignal);
+      try {
+        const r = await labRun(plan, abort.signal);
+        out(json ? JSON.stringify({ ...r, interrupted: signalled }, null, 2) : renderRun(r) + (signalled ? `\nInterrupted by ${signalled}: the clients closed and reported.` : ''));
+        return signalled ? ({ SIGHUP: 129, SIGINT: 130, SIGTERM: 143 } as const)[signalled] : 0;
+      } finally {
+        for (const sg of signals) process.off(sg, onSignal);
+      }
     }
     default:
       throw new InvalidArgumentError(`unknown lab command '${sub}': expected up, status, run or down`);

@@ -51,6 +51,12 @@ export const LAB_DEFAULTS: LabSpec = {
   serverAddresses: 1,
 };
 
+/**
+ * The build's last step writes this as the alias of the gateway's loopback
+ * (it goes with the namespace): a lab without it was interrupted half way.
+ */
+export const LAB_COMPLETE = 'fourtuple-lab-complete';
+
 /** One command of the build: argv, and text for its stdin. */
 export interface Step {
   readonly argv: readonly string[];
@@ -135,5 +141,6 @@ export function planSteps(spec: LabSpec): Step[] {
   }
   inNs(GATEWAY_NS, 'sysctl', '-qw', 'net.ipv4.ip_forward=1');
   if (spec.nat) steps.push({ argv: ['ip', 'netns', 'exec', GATEWAY_NS, 'nft', '-f', '-'], input: nftScript(spec) });
+  ip('-n', GATEWAY_NS, 'link', 'set', 'lo', 'alias', LAB_COMPLETE);
   return steps;
 }

@@ -80,6 +80,13 @@ export interface LabRunResult {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/** `p`, or `fallback` after `ms`; the timer is cleared either way, so it never keeps the process alive. */
+function within<T>(p: Promise<T>, ms: number, fallback: T): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<T>((resolve) => (timer = setTimeout(() => resolve(fallback), ms)));
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
+}
+
 function collect(child: ChildProcess): Promise<{ code: number | null; stdout: string; stderr: string }> {
   let stdout = '';
   let stderr = '';
@@ -179,8 +186,9 @@ function sampleTable(): { stop: () => Promise<ConntrackDestination[]> } {
 }
 
 /** Runs the sink and the clients, samples conntrack, merges the results. */
-export async function labRun(plan: LabRunPlan): Promise<LabRunResult> {
+export async function labRun(plan: LabRunPlan, signal?: AbortSignal): Promise<LabRunResult> {
   const status: LabStatus = labStatus();
+  if (status.incomplete) throw new FourtupleError("the lab is incomplete (a 'lab up' was interrupted half way): run 'fourtuple lab down', then 'fourtuple lab up'", 'FT_LAB_DOWN', 1);
   if (!status.up || !status.server || !status.gateway) throw new FourtupleError("no lab is up: run 'fourtuple lab up' first", 'FT_LAB_DOWN', 1);
   const children: ChildProcess[] = [];
   const start = (args: string[]): ChildProcess => {
@@ -194,7 +202,7 @@ export async function labRun(plan: LabRunPlan): Promise<LabRunResult> {
     const deadline = Date.now() + 15_000;
     while (listeningCount() < plan.listenSockets) {
       if (Date.now() > deadline || sink.exitCode !== null) {
-        const s = await Promise.race([sinkDone, sleep(500).then(() => ({ stderr: '' }))]);
+        const s = await within(sinkDone, 500, { code: null, stdout: '', stderr: '' });
         throw new FourtupleError(`the sink in ${SERVER_NS} did not start listening: ${s.stderr.trim()}`, 'FT_LAB_SINK', 1);
       }
       await sleep(100);
@@ -208,21 +216,34 @@ export async function labRun(plan: LabRunPlan): Promise<LabRunResult> {
       }
     });
     const table = status.gateway.nat ? sampleTable() : null;
+    const loads: ChildProcess[] = [];
+    // A signal to 'lab run' ends the clients' runs (they close and report, as on Ctrl-C) and stops the sampling.
+    const onAbort = (): void => {
+      for (const l of loads) if (l.exitCode === null && l.signalCode === null) l.kill('SIGTERM');
+      sampler.kill('SIGTERM');
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
     const outcomes = await Promise.all(
       status.clients.map(async (c): Promise<ClientOutcome> => {
-        const r = await collect(start([c.namespace, plan.node, plan.cli, ...plan.clientArgs(c.addresses)]));
-        if (r.code !== 0) return { namespace: c.namespace, addresses: c.addresses, report: null, failure: r.stderr.trim() || `exit ${r.code}` };
+        const child = start([c.namespace, plan.node, plan.cli, ...plan.clientArgs(c.addresses)]);
+        loads.push(child);
+        if (signal?.aborted) child.kill('SIGTERM');
+        const r = await collect(child);
+        // A report comes with exit 0, 1 (no connection ever succeeded) or 130/143 (interrupted): read it whatever the code.
         try {
-          return { namespace: c.namespace, addresses: c.addresses, report: JSON.parse(r.stdout) as ClientReport, failure: null };
+          const report = JSON.parse(r.stdout) as ClientReport;
+          if (typeof report.held === 'number') return { namespace: c.namespace, addresses: c.addresses, report, failure: null };
         } catch {
-          return { namespace: c.namespace, addresses: c.addresses, report: null, failure: `unreadable output: ${r.stdout.slice(0, 200)}` };
+          // no report: a failure
         }
+        return { namespace: c.namespace, addresses: c.addresses, report: null, failure: r.stderr.trim() || (r.stdout ? `unreadable output: ${r.stdout.slice(0, 200)}` : `exit ${r.code}`) };
       }),
     );
+    signal?.removeEventListener('abort', onAbort);
     sampler.kill('SIGTERM');
     const tablePeaks = table ? await table.stop() : [];
     sink.kill('SIGTERM');
-    const s = await Promise.race([sinkDone, sleep(10_000).then(() => null)]);
+    const s = await within<Awaited<typeof sinkDone> | null>(sinkDone, 10_000, null);
     let serverPeak: number | null = null;
     try {
       serverPeak = s ? (JSON.parse(s.stdout) as { peak: number }).peak : null;

@@ -5,7 +5,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { FourtupleError, UnsupportedError } from '../errors.js';
-import { GATEWAY_NS, GATEWAY_PUBLIC_LINK, NFT_TABLE, PREFIX, SERVER_LINK, SERVER_NS, planSteps, type LabSpec, type Step } from './plan.js';
+import { GATEWAY_NS, LAB_COMPLETE, GATEWAY_PUBLIC_LINK, NFT_TABLE, PREFIX, SERVER_LINK, SERVER_NS, planSteps, type LabSpec, type Step } from './plan.js';
 
 /** A build step failed; everything built was removed. */
 export class LabBuildError extends FourtupleError {
@@ -149,6 +149,8 @@ export interface GatewayNat {
 /** What exists now. */
 export interface LabStatus {
   readonly up: boolean;
+  /** Namespaces exist but the build never finished (no completion mark): run 'lab down'. */
+  readonly incomplete: boolean;
   readonly clients: { namespace: string; addresses: string[]; portRange: string | null; pids: number[] }[];
   readonly gateway: { namespace: string; addresses: string[]; nat: GatewayNat | null; forwarding: boolean; conntrackCount: number | null; pids: number[] } | null;
   readonly server: { namespace: string; addresses: string[]; pids: number[] } | null;
@@ -156,6 +158,17 @@ export interface LabStatus {
   readonly other: string[];
   /** ft- links left in the host's namespace. */
   readonly hostLinks: string[];
+}
+
+/** Whether the build's last step ran: the gateway's loopback carries LAB_COMPLETE as its alias. */
+function gatewayMarked(): boolean {
+  const r = run(['ip', '-n', GATEWAY_NS, '-j', 'link', 'show', 'dev', 'lo']);
+  if (r.status !== 0) return false;
+  try {
+    return (JSON.parse(r.stdout) as { ifalias?: string }[]).some((l) => l.ifalias === LAB_COMPLETE);
+  } catch {
+    return false;
+  }
 }
 
 function addressesIn(ns: string, dev: string): string[] {
@@ -218,7 +231,9 @@ export function labStatus(): LabStatus {
     : null;
   const srv = all.includes(SERVER_NS) ? { namespace: SERVER_NS, addresses: addressesIn(SERVER_NS, SERVER_LINK), pids: pidsIn(SERVER_NS) } : null;
   const other = all.filter((n) => n !== GATEWAY_NS && n !== SERVER_NS && !/^ft-c\d+$/.test(n));
-  return { up: clients.length > 0 && gw !== null && srv !== null, clients, gateway: gw, server: srv, other, hostLinks: hostLabLinks() };
+  const complete = all.includes(GATEWAY_NS) && gatewayMarked();
+  const parts = clients.length > 0 && gw !== null && srv !== null;
+  return { up: parts && complete, incomplete: all.length > 0 && !(parts && complete), clients, gateway: gw, server: srv, other, hostLinks: hostLabLinks() };
 }
 
 /** Entries in the gateway's connection-tracking table, or null when it has none. */
