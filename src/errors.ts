@@ -74,3 +74,10 @@ export class ConnectTimeoutError extends FourtupleError {
     super(`connect to ${destination} timed out after ${timeoutMs} ms`, 'FT_CONNECT_TIMEOUT', 1);
   }
 }
+
+/** `lab run` and `lab up` faults other than a failed build step: no (complete) lab, a lab already up, the sink or every client failing. */
+export class LabError extends FourtupleError {
+  constructor(message: string, code: 'FT_LAB_DOWN' | 'FT_LAB_EXISTS' | 'FT_LAB_SINK' | 'FT_LAB_CLIENT') {
+    super(message, code, 1);
+  }
+}

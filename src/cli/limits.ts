@@ -26,8 +26,9 @@ that lifts it. Without --to it explains the general case (one destination).
   --nat-addresses G   behind a source-NAT gateway with G public addresses: adds the nat-pool
                       constraint, G × ports per destination shared by every host behind it
   --nat-ports LO-HI   the gateway's port range per address (default 1024-65535)
-  --nat aws|azure     a cloud NAT gateway's documented connections per address and destination
-                      (aws 55,000; azure 50,000); --nat-addresses G multiplies it
+  --nat aws|azure|gcp a cloud NAT gateway's documented connections per address and destination
+                      (aws 55,000; azure 50,000; gcp 64,512, of which one VM gets its allocation,
+                      64 ports by default); --nat-addresses G multiplies it
   --json              print one JSON object
 `;
 

@@ -47,7 +47,9 @@ function write(s: string): void {
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
-    write(USAGE);
+    // Asked for: stdout, exit 0. No command at all is bad usage: stderr, exit 2.
+    if (command === undefined) process.stderr.write(USAGE);
+    else write(USAGE);
     return command === undefined ? 2 : 0;
   }
   if (command === '--version') {

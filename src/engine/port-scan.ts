@@ -5,13 +5,14 @@
  * socket is kept.
  */
 import { performance } from 'node:perf_hooks';
-import { UnsupportedError } from '../errors.js';
+import { InvalidArgumentError, UnsupportedError } from '../errors.js';
 import { known } from '../kernel/fact.js';
 import type { TcpRow } from '../kernel/proc-net-tcp.js';
 import { readInt, readInts, readMeminfo, readText } from '../kernel/procfs.js';
 import { scanSockets, type SocketTableSource } from '../kernel/socket-table.js';
 import type { Endpoints } from '../model/address.js';
 import { PortPressure, STATE, type PortPressureReport, type PressureFacts } from '../model/port-pressure.js';
+import { PortSet } from '../model/port-set.js';
 
 /** What to scan. */
 export interface PortScanOptions {
@@ -75,6 +76,10 @@ export function destinationMatcher(to: readonly Endpoints[] | undefined): ((addr
  * from server side whatever order the reader delivers rows in.
  */
 export function scanPorts(options: PortScanOptions = {}): PortScan {
+  const to: unknown = options.to;
+  if (to !== undefined && (!Array.isArray(to) || to.some((d) => typeof d !== 'object' || d === null || !Array.isArray((d as Endpoints).addresses) || !((d as Endpoints).ports instanceof PortSet)))) {
+    throw new InvalidArgumentError('scanPorts: to: expected an array of parseEndpoints() results');
+  }
   const root = options.root ?? '/';
   const start = performance.now();
   const facts = readPressureFacts(root);

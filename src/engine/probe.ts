@@ -179,7 +179,18 @@ export class Probe extends EventEmitter {
     const max = o.sink ? MAX_SINK_LISTENERS : MAX_TARGETS;
     if (count > max) throw new InvalidArgumentError(`--to names ${count.toLocaleString('en-US')} destinations: at most ${max.toLocaleString('en-US')}${o.sink ? ' for the embedded sink' : ''}`);
     const named: Target[] = [];
-    for (const e of o.to) for (const address of e.addresses) for (const port of e.ports) named.push({ address, port });
+    const seen = new Set<string>();
+    for (const e of o.to) {
+      for (const address of e.addresses) {
+        for (const port of e.ports) {
+          const t = { address, port };
+          const key = fmtTarget(t);
+          if (seen.has(key)) throw new InvalidArgumentError(`${key} is named twice in --to`);
+          seen.add(key);
+          named.push(t);
+        }
+      }
+    }
     try {
       this.#plan = planRun({ facts: this.#facts, connections: o.connections, strategy: o.strategy, from: o.from, targets: named, embeddedSink: o.sink, sinkMode: o.sinkMode, nofileHard: nofile.hard, parallel: o.parallel });
     } catch (err) {

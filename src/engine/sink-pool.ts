@@ -7,6 +7,7 @@
  */
 import { EventEmitter } from 'node:events';
 import * as ffi from '../kernel/ffi.js';
+import { EngineError } from '../errors.js';
 import type { Listener } from './listeners.js';
 import { FD_RESERVE } from './plan.js';
 import type { FromWorker, SinkConfig } from './protocol.js';
@@ -161,6 +162,6 @@ export function whenReady(w: WorkerHandle): Promise<void> {
       }
     };
     w.child.on('message', onMsg);
-    w.child.once('exit', (code, signal) => reject(new Error(`${w.kind} worker ${w.pid} exited at start (${signal ?? `code ${code}`})`)));
+    w.child.once('exit', (code, signal) => reject(new EngineError(`${w.kind} worker ${w.pid} exited at start (${signal ?? `code ${code}`})`)));
   });
 }

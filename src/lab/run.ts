@@ -4,7 +4,7 @@
  * results merged and the constraint that stopped the run named.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { FourtupleError } from '../errors.js';
+import { LabError } from '../errors.js';
 import { natCeiling, NAT_POOL } from '../model/nat.js';
 import { ConntrackPeaks, conntrackByDestination, type ConntrackDestination } from './conntrack.js';
 import { GATEWAY_NS, SERVER_NS } from './plan.js';
@@ -188,8 +188,8 @@ function sampleTable(): { stop: () => Promise<ConntrackDestination[]> } {
 /** Runs the sink and the clients, samples conntrack, merges the results. */
 export async function labRun(plan: LabRunPlan, signal?: AbortSignal): Promise<LabRunResult> {
   const status: LabStatus = labStatus();
-  if (status.incomplete) throw new FourtupleError("the lab is incomplete (a 'lab up' was interrupted half way): run 'fourtuple lab down', then 'fourtuple lab up'", 'FT_LAB_DOWN', 1);
-  if (!status.up || !status.server || !status.gateway) throw new FourtupleError("no lab is up: run 'fourtuple lab up' first", 'FT_LAB_DOWN', 1);
+  if (status.incomplete) throw new LabError("the lab is incomplete (a 'lab up' was interrupted half way): run 'fourtuple lab down', then 'fourtuple lab up'", 'FT_LAB_DOWN');
+  if (!status.up || !status.server || !status.gateway) throw new LabError("no lab is up: run 'fourtuple lab up' first", 'FT_LAB_DOWN');
   const children: ChildProcess[] = [];
   const start = (args: string[]): ChildProcess => {
     const c = spawn('ip', ['netns', 'exec', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -203,7 +203,7 @@ export async function labRun(plan: LabRunPlan, signal?: AbortSignal): Promise<La
     while (listeningCount() < plan.listenSockets) {
       if (Date.now() > deadline || sink.exitCode !== null) {
         const s = await within(sinkDone, 500, { code: null, stdout: '', stderr: '' });
-        throw new FourtupleError(`the sink in ${SERVER_NS} did not start listening: ${s.stderr.trim()}`, 'FT_LAB_SINK', 1);
+        throw new LabError(`the sink in ${SERVER_NS} did not start listening: ${s.stderr.trim()}`, 'FT_LAB_SINK');
       }
       await sleep(100);
     }
@@ -271,7 +271,7 @@ export async function labRun(plan: LabRunPlan, signal?: AbortSignal): Promise<La
     const targetTotal = plan.target * outcomes.length;
     const candidates = [targetTotal, clientModel, nat?.ceiling ?? null].filter((x): x is number => x !== null);
     const failed = outcomes.filter((o) => o.failure);
-    if (failed.length === outcomes.length) throw new FourtupleError(`every client failed: ${failed.map((f) => `${f.namespace}: ${f.failure}`).join('; ')}`, 'FT_LAB_CLIENT', 1);
+    if (failed.length === outcomes.length) throw new LabError(`every client failed: ${failed.map((f) => `${f.namespace}: ${f.failure}`).join('; ')}`, 'FT_LAB_CLIENT');
     return {
       held,
       serverPeak,

@@ -4,7 +4,7 @@
  * half way removes everything it made.
  */
 import { spawnSync } from 'node:child_process';
-import { FourtupleError, UnsupportedError } from '../errors.js';
+import { FourtupleError, LabError, UnsupportedError } from '../errors.js';
 import { GATEWAY_NS, LAB_COMPLETE, GATEWAY_PUBLIC_LINK, NFT_TABLE, PREFIX, SERVER_LINK, SERVER_NS, planSteps, type LabSpec, type Step } from './plan.js';
 
 /** A build step failed; everything built was removed. */
@@ -127,7 +127,7 @@ export async function labUp(spec: LabSpec): Promise<{ steps: number }> {
   if (why) throw new UnsupportedError(why);
   if (spec.nat && !nftAvailable()) throw new UnsupportedError("--nat needs nftables' 'nft' (apt-get install nftables)");
   const existing = labNamespaces();
-  if (existing.length) throw new FourtupleError(`a lab is already up (${existing.join(', ')}): run 'fourtuple lab down' first`, 'FT_LAB_EXISTS', 1);
+  if (existing.length) throw new LabError(`a lab is already up (${existing.join(', ')}): run 'fourtuple lab down' first`, 'FT_LAB_EXISTS');
   const steps = planSteps(spec);
   for (let i = 0; i < steps.length; i++) {
     const s = stepFor(steps, i);

@@ -46,6 +46,7 @@ export function familyOf(address: string): 4 | 6 {
  * all of them are usable on loopback). `what` names the option in errors.
  */
 export function parseAddresses(spec: string, what = 'address'): string[] {
+  if (typeof spec !== 'string') throw new InvalidArgumentError(`invalid ${what} ${JSON.stringify(spec) ?? String(spec)}: expected a string such as '127.0.0.2-127.0.0.9'`);
   const out: string[] = [];
   const seen = new Set<string>();
   if (spec.trim() === '') throw new InvalidArgumentError(`empty ${what}: expected an address, a range like 127.0.0.2-127.0.0.9 or a CIDR like 127.0.1.0/28`);
@@ -97,6 +98,7 @@ function span(part: string, what: string, lo: Ip, hi: Ip): string[] {
 
 /** Parses `7000`, `7000-7039` or a comma list of those; ports are 1-65535. */
 export function parsePorts(spec: string, what = 'port'): PortSet {
+  if (typeof spec !== 'string') throw new InvalidArgumentError(`invalid ${what} ${JSON.stringify(spec) ?? String(spec)}: expected a string such as '7000' or '7000-7039'`);
   const ranges: { lo: number; hi: number }[] = [];
   if (spec.trim() === '') throw new InvalidArgumentError(`empty ${what}: expected a port 1-65535 or a range like 7000-7039`);
   for (const raw of spec.split(',')) {
@@ -119,6 +121,7 @@ export function parsePorts(spec: string, what = 'port'): PortSet {
  * IPv6 part is bracketed: `127.0.0.1:7000-7039`, `[::1]:7000`.
  */
 export function parseEndpoints(spec: string, what = 'endpoint'): Endpoints {
+  if (typeof spec !== 'string') throw new InvalidArgumentError(`invalid ${what} ${JSON.stringify(spec) ?? String(spec)}: expected a string such as '127.0.0.1:7000'`);
   let addrPart: string;
   let portPart: string;
   if (spec.startsWith('[')) {

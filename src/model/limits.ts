@@ -8,7 +8,8 @@ import type { Fact } from '../kernel/fact.js';
 import { type Endpoints, isLoopback, parsePorts } from './address.js';
 import { KERNEL_BYTES_PER_QUEUED_SOCKET, KERNEL_BYTES_PER_SOCKET } from './costs.js';
 import { PortSet } from './port-set.js';
-import type { Strategy } from './strategy.js';
+import { isStrategy, type Strategy } from './strategy.js';
+import { InvalidArgumentError } from '../errors.js';
 
 /** Stable identifiers of the constraints, shared with probe reports. */
 export type ConstraintId =
@@ -114,8 +115,21 @@ function why(f: Fact<unknown>): string {
   return f.known ? '' : f.reason;
 }
 
+/** A library caller's input, checked where it enters: InvalidArgumentError naming what is wrong, never a TypeError. */
+function checkLimitsInput(input: LimitsInput): void {
+  const bad = (what: string): never => {
+    throw new InvalidArgumentError(`computeLimits: ${what}`);
+  };
+  if (typeof input !== 'object' || input === null) bad('expected an object { facts, strategy, sources, destinations }');
+  if (typeof input.facts !== 'object' || input.facts === null || !('portRange' in input.facts)) bad('facts: expected readKernelFacts() output');
+  if (!isStrategy(input.strategy as string)) bad(`invalid strategy '${String(input.strategy)}': expected auto, bind, nopo or explicit`);
+  if (!Array.isArray(input.sources) || input.sources.some((x) => typeof x !== 'string')) bad('sources: expected an array of addresses (strings)');
+  if (!Array.isArray(input.destinations) || input.destinations.some((d) => typeof d !== 'object' || d === null || !Array.isArray(d.addresses) || !(d.ports instanceof PortSet))) bad('destinations: expected an array of parseEndpoints() results');
+}
+
 /** Computes every constraint and the binding ones. */
 export function computeLimits(input: LimitsInput): Limits {
+  checkLimitsInput(input);
   const { facts, strategy } = input;
   const general = input.destinations.length === 0;
   const local = new Set(input.localAddresses ?? []);
