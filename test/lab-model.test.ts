@@ -94,3 +94,11 @@ test('conntrack table by destination: entries, the source-NATed ones and their p
   peaks.add([{ destination: 'a:1', entries: 3, natted: 3, addresses: ['x'] }, { destination: 'b:2', entries: 1, natted: 0, addresses: [] }]);
   assert.deepEqual(peaks.peaks.map((p) => [p.destination, p.natted]), [['a:1', 5], ['b:2', 0]]);
 });
+
+test('verdict: a target met is the verdict, whatever failed on the way', () => {
+  const v = verdict({ held: 400, targetTotal: 400, natCeiling: null, conntrack: { peak: 400, max: 262144 }, errors: { EADDRNOTAVAIL: 3 }, clientLimitIds: [null, null] });
+  assert.equal(v.id, null);
+  assert.match(v.words, /reached its target/);
+  // Below the target, the same errors are the verdict.
+  assert.equal(verdict({ held: 390, targetTotal: 400, natCeiling: null, conntrack: { peak: 390, max: 262144 }, errors: { EADDRNOTAVAIL: 3 }, clientLimitIds: [null, null] }).id, 'ephemeral-ports');
+});

@@ -71,3 +71,10 @@ test('renderProgress: held against the target while ramping, sockets left while 
   assert.equal(renderProgress({ ...base, phase: 'ramping' }, 100_000), 'ramping  held 50,000 (50%)  accepted 49,000  20,000/s  errors 3  12.3 s');
   assert.equal(renderProgress({ ...base, phase: 'closing', leftToClose: 61_000 }, 100_000), 'closing  61,000 sockets left to close  12.3 s');
 });
+
+test('the headline never says "reached the target" below it (a sink worker killed after the ramp), and names the signal', async () => {
+  const { stopWords } = await import('../dist/report/probe.js');
+  assert.equal(stopWords({ stoppedBy: 'target', held: 5000, target: 5000 }), 'reached the target');
+  assert.equal(stopWords({ stoppedBy: 'target', held: 4294, target: 5000 }), 'ended at 4,294 of the 5,000 asked');
+  assert.equal(stopWords({ stoppedBy: 'signal', held: 10, target: 5000, interrupted: 'SIGTERM' }), 'was interrupted (SIGTERM)');
+});

@@ -148,11 +148,12 @@ export function verdict(input: {
       words: `the gateway's NAT pool toward ${fullest.destination} was ${pct}% used (${fullest.natted} of ${per}) when the run ended: it drops the SYNs it cannot map (ETIMEDOUT ${n('ETIMEDOUT')}), and the last free ports are found only as the clients retry; a longer --duration gets closer to ${per}`,
     };
   }
+  // A target met is the verdict, whatever failed on the way (a few EADDRNOTAVAIL a retry got past).
+  if (held >= input.targetTotal) return { id: null, where: null, words: 'every client reached its target' };
   if (n('EADDRNOTAVAIL') + n('EADDRINUSE') > 0) {
     const id = input.clientLimitIds.find((x) => x !== null && x !== 'backlog') ?? 'ephemeral-ports';
     return { id, where: 'clients', words: `the clients ran out of source ports (EADDRNOTAVAIL ${n('EADDRNOTAVAIL')}, EADDRINUSE ${n('EADDRINUSE')})` };
   }
-  if (held >= input.targetTotal) return { id: null, where: null, words: 'every client reached its target' };
   if (timeouts > 0) {
     const queued = input.serverPeak !== undefined && input.serverPeak !== null && held > input.serverPeak ? `; the server accepted ${input.serverPeak}, the other ${held - input.serverPeak} the clients hold sat in its accept queue` : '';
     return { id: 'backlog', where: 'server', words: `connects to the server timed out or were refused (ETIMEDOUT ${n('ETIMEDOUT')}, ECONNREFUSED ${n('ECONNREFUSED')}, ECONNRESET ${n('ECONNRESET')})${queued}` };
