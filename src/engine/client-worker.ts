@@ -71,18 +71,14 @@ class ClientWorker {
   readonly #latency = newHistogram();
   #latencyMax = 0;
   readonly #byOcc = Array.from({ length: 10 }, () => newHistogram());
-  readonly #portCount = new Uint32Array(65536);
-  // In-flight connects: poll slots, with their start time and combo.
-  // In-flight connects: poll slots, and per slot its fd, start time and combo (fd -1: free). poll(2) walks
+  // In-flight connects: poll slots (fd -1: free), and per slot its start time and combo. poll(2) walks
   // every slot on each call, but on loopback nearly every connect has completed by the next call, and an
   // epoll set costs two more syscalls per connect: 1M took 2-3 s more CPU with epoll here (bench/RESULTS.md).
   readonly #pending: ffi.PollSet;
-  readonly #slotFd: Int32Array;
   readonly #pendStart: Float64Array;
   readonly #pendCombo: Int32Array;
   readonly #freeSlots: Int32Array;
   #freeCount = 0;
-  #pendCount = 0;
   #lastExpire = 0;
   readonly #combos: Combo[];
   #live: Combo[];
@@ -131,7 +127,6 @@ class ClientWorker {
     this.#quota = config.caps ? Math.min(quota, config.caps.reduce((a, b) => a + b, 0)) : quota;
     this.#fds = new Int32Array(Math.min(this.#quota, this.#batch));
     this.#pending = new ffi.PollSet(slots);
-    this.#slotFd = new Int32Array(slots).fill(-1);
     this.#pendStart = new Float64Array(slots);
     this.#pendCombo = new Int32Array(slots);
     this.#freeSlots = Int32Array.from({ length: slots }, (_, i) => slots - 1 - i);
@@ -176,6 +171,11 @@ class ClientWorker {
     this.#fillFrom = 0;
   }
 
+  /** Connects in flight: the slots in use. */
+  get #pendCount(): number {
+    return this.#pending.capacity - this.#freeCount;
+  }
+
   /** The run's ramp is over: stop opening, settle what is in flight, and say what is held. */
   stop(): void {
     this.#stopRequested = true;
@@ -211,7 +211,7 @@ class ClientWorker {
       if (this.#stopRequested) outcome = { reason: 'stopped' };
       else outcome = this.#launch(now);
       if (this.#pendCount > 0) {
-        const n = this.#pending.poll(this.#slotFd.length, outcome || this.#launchBlocked() ? 2 : 0);
+        const n = this.#pending.poll(this.#pending.capacity, outcome || this.#launchBlocked() ? 2 : 0);
         if (n > 0) this.#harvest(performance.now());
         this.#expire(performance.now());
       } else if (!outcome && this.#launchBlocked()) {
@@ -291,20 +291,25 @@ class ClientWorker {
    */
   #nextCombo(now: number): Combo | undefined {
     const live = this.#live;
-    if (this.#c.caps !== null) this.#rr = this.#fillFrom;
+    if (this.#c.caps !== null) {
+      // Skip the targets already full with nothing in flight (combos are in target order): they stay full.
+      while (this.#fillFrom < live.length && this.#filled(live[this.#fillFrom].target)) this.#fillFrom++;
+      this.#rr = this.#fillFrom;
+    }
     for (let tries = 0; tries < live.length; tries++) {
       const combo = live[this.#rr++ % live.length];
       const t = combo.target;
-      if (this.#used[t] >= this.#cap[t]) {
-        // Filled: later calls start past it (the combos are in target order).
-        if (this.#c.caps !== null && this.#rr - 1 === this.#fillFrom && this.#used[t] - this.#inFlight[t] >= this.#cap[t]) this.#fillFrom = this.#rr;
-        continue;
-      }
+      if (this.#used[t] >= this.#cap[t]) continue;
       // Backing off: wait for the retry time, and then one attempt at a time until one succeeds.
       if (this.#backoff[t] > 0 && (now < this.#retryAt[t] || this.#inFlight[t] > 0)) continue;
       return combo;
     }
     return undefined;
+  }
+
+  /** Target t holds its cap with nothing in flight to it: it stays full. */
+  #filled(t: number): boolean {
+    return this.#used[t] - this.#inFlight[t] >= this.#cap[t];
   }
 
   #lastPoolErrno = 'EADDRNOTAVAIL';
@@ -347,8 +352,6 @@ class ClientWorker {
       this.#used[combo.target]++;
       this.#inFlight[combo.target]++;
       const slot = this.#freeSlots[--this.#freeCount];
-      this.#pendCount++;
-      this.#slotFd[slot] = fd;
       this.#pendStart[slot] = now;
       this.#pendCombo[slot] = combo.id;
       this.#pending.set(slot, fd, ffi.POLLOUT);
@@ -397,7 +400,7 @@ class ClientWorker {
 
   /** The connects the last poll reported: held, or failed. */
   #harvest(now: number): void {
-    for (let slot = 0; slot < this.#slotFd.length; slot++) {
+    for (let slot = 0; slot < this.#pending.capacity; slot++) {
       const re = this.#pending.revents(slot);
       if (re) this.#done(slot, re, now);
     }
@@ -405,7 +408,7 @@ class ClientWorker {
 
   /** One connect ended (`re`: its poll events). */
   #done(slot: number, re: number, now: number): void {
-    const fd = this.#slotFd[slot];
+    const fd = this.#pending.fd(slot);
     if (fd < 0) return;
     const combo = this.#combos[this.#pendCombo[slot]];
     // A failed connect always sets POLLERR (tcp_poll reports sk_err): only then is SO_ERROR worth a syscall.
@@ -444,17 +447,15 @@ class ClientWorker {
   /** Frees a slot (the kernel skips a negative fd). */
   #removePending(slot: number): void {
     this.#pending.set(slot, -1, 0);
-    this.#slotFd[slot] = -1;
     this.#freeSlots[this.#freeCount++] = slot;
-    this.#pendCount--;
   }
 
   /** Connects older than the timeout fail with ETIMEDOUT; checked every 10 ms at most. */
   #expire(now: number): void {
     if (now - this.#lastExpire < 10) return;
     this.#lastExpire = now;
-    for (let slot = 0; slot < this.#slotFd.length; slot++) {
-      const fd = this.#slotFd[slot];
+    for (let slot = 0; slot < this.#pending.capacity; slot++) {
+      const fd = this.#pending.fd(slot);
       if (fd < 0 || now - this.#pendStart[slot] < this.#c.connectTimeoutMs) continue;
       const combo = this.#combos[this.#pendCombo[slot]];
       this.#removePending(slot);
@@ -464,8 +465,8 @@ class ClientWorker {
   }
 
   #abandonPending(): void {
-    for (let slot = 0; slot < this.#slotFd.length; slot++) {
-      const fd = this.#slotFd[slot];
+    for (let slot = 0; slot < this.#pending.capacity; slot++) {
+      const fd = this.#pending.fd(slot);
       if (fd < 0) continue;
       const target = this.#combos[this.#pendCombo[slot]].target;
       this.#removePending(slot);

@@ -57,14 +57,6 @@ export interface SchedulerEvents {
   extend(slots: number): void;
 }
 
-/** A client that died during the run. */
-export interface DeadClient {
-  readonly pid: number;
-  readonly signal: string | null;
-  readonly code: number | null;
-  readonly held: number;
-}
-
 /** Starts, steers and counts the client workers. */
 export class ClientScheduler {
   readonly #o: SchedulerOptions;
