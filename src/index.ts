@@ -27,7 +27,7 @@ export {
   type StateName,
 } from './model/port-pressure.js';
 export { scanPorts, readPressureFacts, type PortScan, type PortScanOptions } from './engine/port-scan.js';
-export { parseAddresses, parseEndpoints, parsePorts, parseIp, formatIp, isLoopback, type Endpoints, type Ip } from './model/address.js';
+export { parseAddresses, parseEndpoints, parsePorts, parseIp, formatIp, formatEndpoint, isLoopback, type Endpoints, type Ip } from './model/address.js';
 export { PortSet, type PortRange } from './model/port-set.js';
 export { computeLimits, ephemeralPool, explicitPool, type Answer, type Constraint, type ConstraintId, type Limits, type LimitsInput } from './model/limits.js';
 export { errnoMeaning, type ErrnoMeaning } from './model/errno.js';

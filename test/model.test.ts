@@ -17,8 +17,8 @@ const HOST_MISSING = fileURLToPath(new URL('../test/fixtures/host-missing/', imp
  *   reserved 8080,33001-33004: inside range  = 4 (33001..33004)
  *   listeners 7000, 33000, 7001, 7002, 7003: inside range = 1 (33000)
  *   ephemeral pool                            = 28,232 - 4 - 1 = 28,227
- *   explicit pool: 1024..65535                = 64,512; minus reserved 5 (8080, 33001-33004)
- *                  minus listeners 5 (7000-7003, 33000) = 64,502
+ *   explicit pool: 1024..65535                = 64,512; reserved ports stay in (they only keep
+ *                  the kernel's own choices away); minus listeners 5 (7000-7003, 33000) = 64,507
  *   nofile 1024 soft / 4096 hard, 4 fds open  -> fd-process 1,020
  *   file-max 1,000,000, file-nr 2,080         -> free 997,920; fd-host 997,920 (1 socket) or 498,960 (2)
  *   MemAvailable 8,192,000 kB = 8,388,608,000 B; the tests fix the per-socket cost at 4,800 B
@@ -28,7 +28,7 @@ const HOST_MISSING = fileURLToPath(new URL('../test/fixtures/host-missing/', imp
  *   nf_conntrack_max 1,048,576, count 100     -> conntrack 1,048,476
  */
 const POOL = 28_227;
-const EXPLICIT = 64_502;
+const EXPLICIT = 64_507;
 const FD_PROCESS = 1_020;
 const FD_HOST_1 = 997_920;
 const FD_HOST_2 = 498_960;
@@ -86,7 +86,7 @@ describe('computeLimits', () => {
     assert.equal(c(l, 'conntrack').limit, CONNTRACK);
     assert.equal(c(l, 'time-wait').limit, null);
     assert.equal(c(l, 'backlog').limit, null);
-    assert.deepEqual({ ...l.host, remedy: undefined }, { connections: POOL, binding: 'ephemeral-ports', remedy: undefined });
+    assert.deepEqual({ ...l.host, remedy: undefined }, { connections: POOL, connectionsMin: POOL, binding: 'ephemeral-ports', remedy: undefined });
     assert.equal(l.host.remedy, c(l, 'ephemeral-ports').remedy);
     // soft 1,020 free descriptors < 28,227 ports
     assert.equal(l.process.connections, FD_PROCESS);
@@ -155,15 +155,16 @@ describe('computeLimits', () => {
     assert.match(c(many, 'ephemeral-ports').detail, /IP_BIND_ADDRESS_NO_PORT/);
   });
 
-  it('explicit: unprivileged ports minus reserved and listened ports', () => {
+  it('explicit: unprivileged ports, reserved ones included, minus the ports listened on at the source address', () => {
     const l = limits({ strategy: 'explicit', to: ['127.0.0.1:7000'] });
     assert.equal(l.constraints[0].id, 'explicit-ports');
-    assert.equal(l.constraints[0].limit, EXPLICIT); // 65535 - 1024 + 1 - 5 - 5
+    assert.equal(l.constraints[0].limit, EXPLICIT); // 65535 - 1024 + 1 - 5 listeners
     assert.equal(l.portsPerDestination, EXPLICIT);
     const m = limits({ strategy: 'explicit', sources: ['127.0.0.2', '127.0.0.3', '127.0.0.4'], to: ['127.0.0.1:7000-7001'] });
-    assert.equal(m.constraints[0].limit, EXPLICIT * 3 * 2); // 387,012
+    // From 127.0.0.2-4 only the wildcard listeners (0.0.0.0:33000, [::]:7002) refuse a bind: the ones on 127.0.0.1, ::1 and ::ffff:127.0.0.1 do not.
+    assert.equal(m.constraints[0].limit, (64_512 - 2) * 3 * 2);
     const zero = computeLimits({ facts: { ...A, unprivilegedPortStart: known(0, 'test') }, strategy: 'explicit', sources: [], destinations: [] });
-    assert.equal(zero.constraints[0].limit, 65_535 - 5 - 5); // port 0 is never a source port
+    assert.equal(zero.constraints[0].limit, 65_535 - 5); // port 0 is never a source port; reserved ports stay in
     const high = computeLimits({ facts: { ...A, unprivilegedPortStart: known(40_000, 'test') }, strategy: 'explicit', sources: [], destinations: [] });
     assert.equal(high.constraints[0].limit, 65_535 - 40_000 + 1); // no reserved or listened port is >= 40000
   });
@@ -241,8 +242,8 @@ describe('computeLimits', () => {
     });
     for (const x of l.constraints) assert.equal(x.limit, null, x.id);
     assert.equal(l.portsPerDestination, null);
-    assert.deepEqual(l.host, { connections: null, binding: null, remedy: '' });
-    assert.deepEqual(l.process, { connections: null, binding: null, remedy: '' });
+    assert.deepEqual(l.host, { connections: null, connectionsMin: null, binding: null, remedy: '' });
+    assert.deepEqual(l.process, { connections: null, connectionsMin: null, binding: null, remedy: '' });
     assert.match(c(l, 'ephemeral-ports').detail, /ip_local_port_range/);
     assert.match(c(l, 'fd-process').detail, /Max open files/);
     const bind = computeLimits({ facts, strategy: 'bind', sources: ['127.0.0.2'], destinations: [] });

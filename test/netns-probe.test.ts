@@ -5,7 +5,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cliInNetns, netnsUnavailable } from './support/netns.js';
+import { AS_NOBODY, cliInNetns, netnsUnavailable } from './support/netns.js';
 
 const skip = netnsUnavailable();
 const RANGE = 'echo "40000 40099" > /proc/sys/net/ipv4/ip_local_port_range';
@@ -20,8 +20,8 @@ interface Report {
   workers: { clients: number; sinks: number };
 }
 
-function probe(setup: string[], args: string[]): Report {
-  const r = cliInNetns(setup, ['probe', '--json', '--duration', '20', ...args]);
+function probe(setup: string[], args: string[], prefix: readonly string[] = []): Report {
+  const r = cliInNetns(setup, ['probe', '--json', '--duration', '20', ...args], undefined, 120_000, prefix);
   assert.equal(r.status, 0, r.stderr);
   return JSON.parse(r.stdout) as Report;
 }
@@ -63,13 +63,20 @@ test('nopo: IP_BIND_ADDRESS_NO_PORT gives each (source, destination) its own poo
   assert.equal(r.limit?.errno, 'EADDRNOTAVAIL');
 });
 
-test('explicit: own source ports go past the ephemeral range, up to the unprivileged ports left', { skip }, () => {
-  // Reserving 1024-64999 leaves 65000-65535 to the allocator: 536 ports, far more than the 100 ephemeral.
-  const r = probe([RANGE, 'echo 1024-64999 > /proc/sys/net/ipv4/ip_local_reserved_ports'], ['--strategy', 'explicit', '--to', '127.0.0.1:7000', '--connections', '2000']);
-  assert.equal(r.held, 536);
-  assert.equal(r.predicted, 536);
+test('explicit: own source ports go past the ephemeral range, up to the unprivileged ports left; reserved ones count', { skip }, () => {
+  // Without CAP_NET_BIND_SERVICE a program may bind from ip_unprivileged_port_start (65000) up: 536 ports, far more
+  // than the 100 ephemeral ones; reserved ports only keep the kernel's own choices away, so they stay in. The wildcard
+  // source conflicts with the sink's listener on 65000: 535.
+  const setup = ['echo "65100 65199" > /proc/sys/net/ipv4/ip_local_port_range', 'echo 65000 > /proc/sys/net/ipv4/ip_unprivileged_port_start', 'echo 65300-65399 > /proc/sys/net/ipv4/ip_local_reserved_ports'];
+  const r = probe(setup, ['--strategy', 'explicit', '--to', '127.0.0.1:65000', '--connections', '2000'], AS_NOBODY);
+  assert.equal(r.held, 535);
+  assert.equal(r.predicted, 535);
   assert.equal(r.limit?.id, 'explicit-ports');
   assert.equal(r.cleanup.left, 0);
+  // As root (CAP_NET_BIND_SERVICE) the ports below 65000 are there too: the target is reached.
+  const root = probe(setup, ['--strategy', 'explicit', '--to', '127.0.0.1:65000', '--connections', '2000']);
+  assert.equal(root.held, 2000);
+  assert.equal(root.stoppedBy, 'target');
 });
 
 test('explicit: reaches a target beyond the ephemeral range and stops there', { skip }, () => {

@@ -7,8 +7,8 @@ import { dirname, resolve } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { InvalidArgumentError } from '../errors.js';
 import * as ffi from '../kernel/ffi.js';
-import { familyOf, parseAddresses, parseEndpoints, type Endpoints } from '../model/address.js';
-import { isStrategy, STRATEGIES, type Strategy } from '../model/strategy.js';
+import { familyOf, formatEndpoint, parseAddresses, parseEndpoints, type Endpoints } from '../model/address.js';
+import { isStrategy, STRATEGIES, type Strategy, strategySpec } from '../model/strategy.js';
 
 /** Parses `argv` against `config.options` (strict); unknown flags and missing values exit 2 with one line. */
 export function parseOptions<T extends ParseArgsConfig>(command: string, config: T): ReturnType<typeof parseArgs<T>> {
@@ -47,6 +47,16 @@ export function strategyOption(value: string | undefined, fallback: Strategy): S
   return value;
 }
 
+/** `--reuseaddr yes|no`: SO_REUSEADDR on the client's sockets; only the bind strategy may go without it. */
+export function reuseAddrOption(value: string | undefined, strategy: Strategy): boolean {
+  if (value === undefined || value === 'yes') return true;
+  if (value !== 'no') throw new InvalidArgumentError(`invalid --reuseaddr '${value}': expected yes or no`);
+  const spec = strategySpec(strategy);
+  if (spec.socket.reuseAddr === 'always') throw new InvalidArgumentError(`--reuseaddr no does not go with --strategy ${strategy}: it needs SO_REUSEADDR to use one source port toward several destinations`);
+  if (spec.socket.reuseAddr === 'never') throw new InvalidArgumentError(`--reuseaddr no is for --strategy bind: ${strategy} never binds a port itself`);
+  return false;
+}
+
 /** Every `--to` value, parsed. */
 export function endpointsOption(values: string[] | undefined): Endpoints[] {
   return (values ?? []).map((v) => parseEndpoints(v, '--to'));
@@ -63,7 +73,7 @@ export function sourcesOption(values: string[] | undefined): string[] {
  * and destinations are of one family.
  */
 export function checkSources(strategy: Strategy, from: readonly string[], to: readonly Endpoints[], given: readonly string[] | undefined): void {
-  if (strategy === 'auto' && from.length) throw new InvalidArgumentError(`--strategy auto cannot use --from ${(given ?? from).join(',')}: connect() without bind() lets the kernel choose the source; use nopo, bind or explicit`);
+  if (strategySpec(strategy).sources === 'none' && from.length) throw new InvalidArgumentError(`--strategy auto cannot use --from ${(given ?? from).join(',')}: connect() without bind() lets the kernel choose the source; use nopo, bind or explicit`);
   const first = to[0]?.addresses[0];
   if (first === undefined) return;
   const fam = familyOf(first);
@@ -112,7 +122,7 @@ export function describeEndpoints(list: readonly Endpoints[]): string {
   return list
     .map((e) => {
       const a = e.addresses.length === 1 ? e.addresses[0] : `${e.addresses[0]}-${e.addresses[e.addresses.length - 1]}`;
-      return `${a.includes(':') ? `[${a}]` : a}:${e.ports.toString()}`;
+      return formatEndpoint(a, e.ports.toString());
     })
     .join(', ');
 }

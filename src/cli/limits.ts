@@ -1,8 +1,9 @@
 /** `fourtuple limits`: the host's ceiling predicted from the live kernel. */
-import { readKernelFacts } from '../kernel/facts.js';
+import { readKernelFacts, readOccupants } from '../kernel/facts.js';
+import { occupantFilter } from '../model/pool.js';
 import { computeLimits, type LimitsInput } from '../model/limits.js';
 import { limitsJson, renderLimits } from '../report/limits.js';
-import { checkSources, describeEndpoints, endpointsOption, intOption, parseOptions, localSourcesOption, strategyOption } from './args.js';
+import { checkSources, reuseAddrOption, describeEndpoints, endpointsOption, intOption, parseOptions, localSourcesOption, strategyOption } from './args.js';
 import { InvalidArgumentError } from '../errors.js';
 import { isNatPreset, NAT_PRESETS, parsePortRange, withNat, type NatGateway } from '../model/nat.js';
 
@@ -29,6 +30,8 @@ that lifts it. Without --to it explains the general case (one destination).
   --nat aws|azure|gcp a cloud NAT gateway's documented connections per address and destination
                       (aws 55,000; azure 50,000; gcp 64,512, of which one VM gets its allocation,
                       64 ports by default); --nat-addresses G multiplies it
+  --reuseaddr yes|no  with --strategy bind: whether the program sets SO_REUSEADDR before bind(ip, 0)
+                      (default yes); it decides whether ip_autobind_reuse can share ports
   --json              print one JSON object
 `;
 
@@ -42,6 +45,7 @@ const OPTIONS = {
   'nat-ports': { type: 'string' },
   nat: { type: 'string' },
   sink: { type: 'string' },
+  reuseaddr: { type: 'string' },
 } as const;
 
 /** Parsed `limits` options. */
@@ -75,6 +79,7 @@ export function parseLimitsArgs(argv: string[]): LimitsOptions {
   const destinations = endpointsOption(values.to);
   const strategy = strategyOption(values.strategy, sources.length > 0 ? 'nopo' : 'auto');
   checkSources(strategy, sources, destinations, values.from);
+  const reuseAddr = reuseAddrOption(values.reuseaddr, strategy);
   const listeners = destinations.reduce((n, d) => n + d.addresses.length * d.ports.size, 0);
   return {
     help: values.help ?? false,
@@ -85,6 +90,7 @@ export function parseLimitsArgs(argv: string[]): LimitsOptions {
       // The queue sink on the named ports: somaxconn + 1 connections wait in each accept queue.
       ...(sink === 'queue' ? { acceptQueue: { perListener: -1, listeners: Math.max(1, listeners) } } : {}),
       strategy,
+      reuseAddr,
     },
     nat: natOption(values),
   };
@@ -100,7 +106,8 @@ export function runLimits(argv: string[], out: (s: string) => void): number {
   const facts = readKernelFacts();
   const localAddresses = facts.interfaces.known ? facts.interfaces.value.map((i) => i.address) : [];
   const queue = opts.input.acceptQueue && { ...opts.input.acceptQueue, perListener: (facts.somaxconn.known ? facts.somaxconn.value : 4096) + 1 };
-  const base = computeLimits({ ...opts.input, acceptQueue: queue, facts, localAddresses });
+  const occupants = readOccupants(occupantFilter(opts.input.strategy, opts.input.sources, opts.input.destinations));
+  const base = computeLimits({ ...opts.input, acceptQueue: queue, facts, localAddresses, occupants });
   const limits = opts.nat ? withNat(base, opts.nat) : base;
   const target = opts.input.destinations.length ? describeEndpoints(opts.input.destinations) : 'one destination';
   if (opts.json) {

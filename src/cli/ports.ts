@@ -1,7 +1,7 @@
 /** `fourtuple ports`: the kernel's socket table grouped per destination, once, live (--watch) or as Prometheus metrics. */
 import { InvalidArgumentError } from '../errors.js';
-import { TCP_STATES } from '../kernel/proc-net-tcp.js';
-import { normalizeAddress, type Endpoints } from '../model/address.js';
+import { TCP_ESTABLISHED, TCP_NEW_SYN_RECV, TCP_STATES } from '../kernel/linux.js';
+import { formatEndpoint, normalizeAddress, type Endpoints } from '../model/address.js';
 import { destinationKey, overThreshold, STATE } from '../model/port-pressure.js';
 import { scanPorts, type PortScan, type PortScanOptions } from '../engine/port-scan.js';
 import { portsJson, renderPorts, renderWatch } from '../report/ports.js';
@@ -87,7 +87,7 @@ export function statesOption(values: string[] | undefined): ReadonlySet<number> 
     const name = raw.trim().toUpperCase().replace(/-/g, '_');
     const code = STATE_ALIASES[name] ?? TCP_STATES.indexOf(name as (typeof TCP_STATES)[number]);
     if (!name || code <= 0 || name === 'NEW_SYN_RECV') {
-      throw new InvalidArgumentError(`unknown state '${raw}' in --state: expected ${TCP_STATES.slice(1, 12).join(', ')}`);
+      throw new InvalidArgumentError(`unknown state '${raw}' in --state: expected ${TCP_STATES.slice(TCP_ESTABLISHED, TCP_NEW_SYN_RECV).join(', ')}`);
     }
     out.add(code);
     if (code === STATE.SYN_RECV) out.add(STATE.NEW_SYN_RECV);
@@ -206,9 +206,8 @@ async function runExporter(a: PortsArgs, host: string, port: number, out: (s: st
       const e = err as NodeJS.ErrnoException;
       throw new InvalidArgumentError(`cannot serve --prometheus ${host}:${port}: ${e.code ?? e.message}`);
     }
-    const shown = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
     out(
-      `Serving Prometheus metrics on http://${shown}:${addr.port}/metrics (one scan per scrape, top ${top} destinations plus "other") ` +
+      `Serving Prometheus metrics on http://${formatEndpoint(addr.address, addr.port)}/metrics (one scan per scrape, top ${top} destinations plus "other") ` +
         `${a.durationS === null ? 'until SIGINT/SIGTERM' : `for ${a.durationS} s`}.`,
     );
     await run.done();

@@ -4,7 +4,7 @@ import { InvalidArgumentError } from '../errors.js';
 import { probeJson, renderProbe, renderProgress } from '../report/probe.js';
 import { writeFileSync } from 'node:fs';
 import { renderHtml } from '../report/html.js';
-import { checkSources, checkWritable, endpointsOption, intOption, numberOption, parseOptions, localSourcesOption, sourcesOption, strategyOption } from './args.js';
+import { checkSources, reuseAddrOption, checkWritable, endpointsOption, intOption, numberOption, parseOptions, localSourcesOption, sourcesOption, strategyOption } from './args.js';
 
 /** Usage text; `load` is the same engine without the sink. */
 export function probeHelp(command: 'probe' | 'load'): string {
@@ -34,6 +34,7 @@ ${command === 'probe' ? `  --sink queue|accept  how the embedded sink holds the 
   --hold S          seconds to hold the peak before closing (default 0)
   --close rst|fin   how to close: rst leaves no TIME_WAIT (default), fin is a normal close
   --parallel P      client processes ramping at once (default ${PROBE_DEFAULTS.parallel})
+  --reuseaddr yes|no  with --strategy bind: SO_REUSEADDR before bind(ip, 0) or not (default yes)
   --on-worker-death continue|stop   what a dead client process does to the run (default continue)
   --report FILE     also write a self-contained HTML report with charts
   --json            print one JSON object (no progress line); 'fourtuple report' turns it into HTML
@@ -53,6 +54,7 @@ const OPTIONS = {
   parallel: { type: 'string' },
   sink: { type: 'string' },
   'on-worker-death': { type: 'string' },
+  reuseaddr: { type: 'string' },
   'worker-nofile': { type: 'string' },
   json: { type: 'boolean' },
   report: { type: 'string' },
@@ -82,6 +84,7 @@ export function parseProbeArgs(command: 'probe' | 'load', argv: string[], where:
   if (death !== 'continue' && death !== 'stop') throw new InvalidArgumentError(`invalid --on-worker-death '${death}': expected continue or stop`);
   const strategy = strategyOption(v.strategy, from.length ? 'nopo' : PROBE_DEFAULTS.strategy);
   checkSources(strategy, from, to, v.from);
+  const reuseAddr = reuseAddrOption(v.reuseaddr, strategy);
   if (v.report !== undefined) checkWritable(v.report, '--report');
   const sinkMode = v.sink;
   if (sinkMode !== undefined && command === 'load') throw new InvalidArgumentError(`--sink ${sinkMode} is for probe: load connects to an existing server`);
@@ -98,6 +101,7 @@ export function parseProbeArgs(command: 'probe' | 'load', argv: string[], where:
       to,
       from,
       strategy,
+      reuseAddr,
       concurrency: intOption('--concurrency', v.concurrency, PROBE_DEFAULTS.concurrency, 1, 100_000),
       rate: intOption('--rate', v.rate, PROBE_DEFAULTS.rate, 0, 10_000_000),
       close,

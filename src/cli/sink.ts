@@ -1,5 +1,6 @@
 /** `fourtuple sink`: the accepting half of probe on its own, for runs between two hosts. */
 import { readKernelFacts } from '../kernel/facts.js';
+import { TCP_LISTEN, TCP_TIME_WAIT } from '../kernel/linux.js';
 import { scanProcNetTcp } from '../kernel/proc-net-tcp.js';
 import { InvalidArgumentError } from '../errors.js';
 import { closeListeners, fmtTarget, ListenError, openListener, type Listener } from '../engine/listeners.js';
@@ -119,7 +120,7 @@ export async function runSink(argv: string[], out: (s: string) => void): Promise
     const keys = new Set(args.listen.map((t) => `${t.address}|${t.port}`));
     let left = 0;
     scanProcNetTcp('/', (r) => {
-      if (r.state !== 10 && r.state !== 6 && keys.has(`${r.localAddress}|${r.localPort}`)) left++;
+      if (r.state !== TCP_LISTEN && r.state !== TCP_TIME_WAIT && keys.has(`${r.localAddress}|${r.localPort}`)) left++;
     });
     const result = { listen: names, peak, durationMs: Math.round(performance.now() - started), errors, workers: pool.workers.length, died, cleanup: { left } };
     out(args.json ? JSON.stringify(result, null, 2) : `Held at most ${num(peak)} connections on ${names.join(', ')} over ${(result.durationMs / 1000).toFixed(1)} s, in ${pool.workers.length} processes${died ? ` (${died} died)` : ''}; ${left === 0 ? 'all closed' : `${num(left)} still open`}.`);

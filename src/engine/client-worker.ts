@@ -17,6 +17,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as ffi from '../kernel/ffi.js';
 import { errnoMeaning } from '../model/errno.js';
+import { setsReuseAddr, strategySpec, type StrategySpec } from '../model/strategy.js';
 import { parsePorts } from '../model/address.js';
 import { bucketOf, newHistogram } from './histogram.js';
 import type { ClientConfig, ClientStats, ToWorker } from './protocol.js';
@@ -113,8 +114,14 @@ class ClientWorker {
   #handed = 0;
   readonly #holders: Holder[] = [];
 
+  /** How this strategy prepares a socket and which pool a connection draws from (shared with the model). */
+  readonly #spec: StrategySpec;
+  readonly #reuseAddr: boolean;
+
   constructor(config: ClientConfig, quota: number, batch: number, nofileSoft: number) {
     this.#c = config;
+    this.#spec = strategySpec(config.strategy);
+    this.#reuseAddr = setsReuseAddr(config.strategy, config.reuseAddr);
     // poll(2) refuses more slots than RLIMIT_NOFILE (EINVAL), and more could never be in flight anyway.
     const slots = Math.max(1, Math.min(config.concurrency, nofileSoft));
     this.#batch = Math.max(1, batch);
@@ -137,11 +144,12 @@ class ClientWorker {
     this.#sourceAddrs = sources.map((s) => ffi.sockaddr(s, 0));
     this.#sourceHeld = new Int32Array(sources.length);
     // Each worker takes every workers-th port of the explicit pool, so workers never race for one port.
-    const all = config.strategy === 'explicit' && config.explicitPorts ? [...parsePorts(config.explicitPorts, 'explicit pool')] : [];
+    const all = this.#spec.socket.bind === 'own-port' && config.explicitPorts ? [...parsePorts(config.explicitPorts, 'explicit pool')] : [];
     this.#explicitPorts = Uint16Array.from(all.filter((_, i) => i % config.workers === config.index % config.workers));
     const excluded = new Set(config.excluded);
     this.#combos = [];
-    const perTarget = config.strategy === 'auto';
+    // Without a source address of its own, a connection's pool is its destination's.
+    const perTarget = this.#spec.sources === 'none';
     for (let s = 0; s < (perTarget ? 1 : sources.length); s++) {
       for (let t = 0; t < config.targets.length; t++) {
         const key = this.#keyOf(s, t);
@@ -153,15 +161,7 @@ class ClientWorker {
 
   /** The pool a combo draws from, named by the run's target index so every worker names it alike. */
   #keyOf(s: number, t: number): string {
-    const id = this.#c.targetIds[t] ?? t;
-    switch (this.#c.strategy) {
-      case 'auto':
-        return `t:${id}`;
-      case 'bind':
-        return `s:${s}`;
-      default:
-        return `st:${s}:${id}`;
-    }
+    return this.#spec.poolKey(s, this.#c.targetIds[t] ?? t);
   }
 
   /** Drops every combo whose pool `key` is full. */
@@ -323,15 +323,15 @@ class ClientWorker {
     this.#attempts++;
     if (fd < 0) return this.#fail(combo, -1, fd);
     if (c.close === 'rst') ffi.setLinger0(fd);
+    if (this.#reuseAddr) ffi.setReuseAddr(fd, true);
+    const how = this.#spec.socket.bind;
     let r = 0;
-    if (c.strategy === 'bind') {
-      ffi.setReuseAddr(fd, true);
+    if (how === 'any-port') {
       r = ffi.bind(fd, this.#sourceAddrs[combo.source]);
-    } else if (c.strategy === 'nopo') {
+    } else if (how === 'address') {
       ffi.setBindAddressNoPort(fd);
       r = ffi.bind(fd, this.#sourceAddrs[combo.source]);
-    } else if (c.strategy === 'explicit') {
-      ffi.setReuseAddr(fd, true);
+    } else if (how === 'own-port') {
       const src = this.#sourceAddrs[combo.source];
       for (;;) {
         if (combo.cursor >= this.#explicitPorts.length) {
@@ -358,7 +358,7 @@ class ClientWorker {
       return undefined;
     }
     // Explicit: the 4-tuple from this port is taken; the next port may do.
-    if (c.strategy === 'explicit' && r === -ffi.EADDRNOTAVAIL) {
+    if (how === 'own-port' && r === -ffi.EADDRNOTAVAIL) {
       ffi.close(fd);
       this.#attempts--;
       return undefined;
@@ -438,9 +438,9 @@ class ClientWorker {
   #occupancy(combo: Combo): number {
     const c = this.#c;
     if (c.poolSize <= 0) return 0;
-    if (c.strategy === 'bind') return this.#sourceHeld[combo.source] / c.poolSize;
-    if (c.strategy === 'explicit') return combo.cursor / Math.max(1, this.#explicitPorts.length);
-    const sources = c.strategy === 'auto' ? 1 : Math.max(1, c.sources.length);
+    if (this.#spec.portPickedBy === 'bind') return this.#sourceHeld[combo.source] / c.poolSize;
+    if (this.#spec.portPickedBy === 'program') return combo.cursor / Math.max(1, this.#explicitPorts.length);
+    const sources = this.#spec.sources === 'none' ? 1 : Math.max(1, c.sources.length);
     return ((c.heldPerTarget[combo.target] ?? 0) / sources + combo.held) / c.poolSize;
   }
 

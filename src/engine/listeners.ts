@@ -3,7 +3,7 @@
  * raw syscalls so every sink worker can inherit and accept from them.
  */
 import * as ffi from '../kernel/ffi.js';
-import { familyOf } from '../model/address.js';
+import { familyOf, formatEndpoint } from '../model/address.js';
 import type { Target } from './protocol.js';
 
 /** An open listening socket. */
@@ -23,7 +23,7 @@ export class ListenError extends Error {
 
 /** `127.0.0.1:7000`, `[::1]:7000`. */
 export function fmtTarget(t: Target): string {
-  return t.address.includes(':') ? `[${t.address}]:${t.port}` : `${t.address}:${t.port}`;
+  return formatEndpoint(t.address, t.port);
 }
 
 /** Opens one listener; SO_LINGER 0 is inherited by every accepted socket, so they close with RST too. */
@@ -33,7 +33,8 @@ export function openListener(target: Target, backlog: number, rst: boolean): Lis
   if (fd < 0) return new ListenError(target, ffi.errnoName(fd));
   ffi.setReuseAddr(fd, true);
   if (rst) ffi.setLinger0(fd);
-  if (target.address.includes(':')) ffi.setIpv6Only(fd, true);
+  // An IPv4-mapped address (::ffff:127.0.0.1) is IPv4 traffic on an IPv6 socket: only a dual-stack socket can bind it.
+  if (target.address.includes(':')) ffi.setIpv6Only(fd, !/^::ffff:\d/i.test(target.address));
   let r = ffi.bind(fd, ffi.sockaddr(target.address, target.port));
   if (r >= 0) r = ffi.listen(fd, backlog);
   if (r < 0) {

@@ -1,7 +1,7 @@
 /** A probe run's options, their defaults, and the one check they pass where they enter the engine. */
 import { InvalidArgumentError } from '../errors.js';
 import { type Endpoints, familyOf } from '../model/address.js';
-import { isStrategy, type Strategy } from '../model/strategy.js';
+import { isStrategy, type Strategy, strategySpec } from '../model/strategy.js';
 import type { SinkMode } from './plan.js';
 
 /** Options of a run. */
@@ -16,6 +16,8 @@ export interface ProbeOptions {
   readonly to: readonly Endpoints[];
   readonly from: readonly string[];
   readonly strategy: Strategy;
+  /** SO_REUSEADDR before bind(ip, 0) (strategy bind); default true. */
+  readonly reuseAddr?: boolean;
   /** Connects in flight at once, over all active workers. */
   readonly concurrency: number;
   /** Connects per second over all workers; 0: no cap. */
@@ -86,7 +88,8 @@ export function validateProbeOptions(o: ProbeOptions): void {
   if (o.sinkMode !== undefined && o.sinkMode !== 'queue' && o.sinkMode !== 'accept') throw new InvalidArgumentError(`invalid sink '${String(o.sinkMode)}': expected queue or accept`);
   if (!o.sink && o.sinkMode !== undefined) throw new InvalidArgumentError(`--sink ${o.sinkMode} is for probe: load connects to an existing server`);
   if (!o.sink && o.to.length === 0) throw new InvalidArgumentError('--to is required: the server to connect to');
-  if (o.strategy === 'auto' && o.from.length) throw new InvalidArgumentError(`strategy auto cannot use source addresses (${o.from.join(',')}): connect() without bind() lets the kernel choose the source; use nopo, bind or explicit`);
+  if (strategySpec(o.strategy).sources === 'none' && o.from.length) throw new InvalidArgumentError(`strategy auto cannot use source addresses (${o.from.join(',')}): connect() without bind() lets the kernel choose the source; use nopo, bind or explicit`);
+  if (o.reuseAddr === false && strategySpec(o.strategy).socket.reuseAddr !== 'default') throw new InvalidArgumentError(`reuseAddr false is for strategy bind: ${o.strategy} ${o.strategy === 'explicit' ? 'needs SO_REUSEADDR' : 'never binds a port itself'}`);
   const fam = o.to[0]?.addresses[0] !== undefined ? familyOf(o.to[0].addresses[0]) : o.from[0] !== undefined ? familyOf(o.from[0]) : 4;
   for (const s of o.from) {
     if (familyOf(s) !== fam) throw new InvalidArgumentError(`source address '${s}' in --from is not of the destinations' family (IPv${fam})`);

@@ -6,6 +6,7 @@
 import type { KernelFacts } from '../kernel/facts.js';
 import { familyOf, parsePorts } from '../model/address.js';
 import { explicitPool, ephemeralPool } from '../model/limits.js';
+import { strategySpec } from '../model/strategy.js';
 import { PortSet } from '../model/port-set.js';
 import type { Strategy } from '../model/strategy.js';
 import type { Target } from './protocol.js';
@@ -136,8 +137,9 @@ export function planRun(input: PlanInput): RunPlan {
 
 /** Connections one destination port can carry for this strategy and these sources. */
 function portsPerListener(input: PlanInput): number {
-  if (input.strategy === 'bind') return Number.MAX_SAFE_INTEGER; // one pool per source whatever the destinations
-  const pool = input.strategy === 'explicit' ? explicitPool(input.facts).size : (ephemeralPool(input.facts)?.size ?? 28_232);
+  const spec = strategySpec(input.strategy);
+  if (spec.portPickedBy === 'bind') return Number.MAX_SAFE_INTEGER; // one pool per source whatever the destinations
+  const pool = spec.portPickedBy === 'program' ? explicitPool(input.facts).size : (ephemeralPool(input.facts)?.size ?? 28_232);
   return Math.max(1, pool) * Math.max(1, input.from.length);
 }
 

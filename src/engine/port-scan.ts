@@ -8,7 +8,7 @@ import { performance } from 'node:perf_hooks';
 import { InvalidArgumentError, UnsupportedError } from '../errors.js';
 import { known } from '../kernel/fact.js';
 import type { TcpRow } from '../kernel/proc-net-tcp.js';
-import { readInt, readInts, readMeminfo, readText } from '../kernel/procfs.js';
+import { readCapabilities, readInt, readInts, readMeminfo, readText } from '../kernel/procfs.js';
 import { scanSockets, type SocketTableSource } from '../kernel/socket-table.js';
 import type { Endpoints } from '../model/address.js';
 import { PortPressure, STATE, type PortPressureReport, type PressureFacts } from '../model/port-pressure.js';
@@ -54,6 +54,7 @@ export function readPressureFacts(root = '/'): PressureFacts {
     portRange: range.known ? known({ lo: range.value[0], hi: range.value[1] }, range.source) : range,
     reservedPorts: reserved.known ? known(reserved.value.trim(), reserved.source) : reserved,
     unprivilegedPortStart: readInt(root, sys('net/ipv4/ip_unprivileged_port_start')),
+    capabilities: readCapabilities(root),
     fileNr: fileNr.known ? known({ allocated: fileNr.value[0], free: fileNr.value[1], max: fileNr.value[2] }, fileNr.source) : fileNr,
     fileMax: readInt(root, sys('fs/file-max')),
     memAvailable: readMeminfo(root, 'MemAvailable'),

@@ -9,13 +9,16 @@
 import { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { readKernelFacts, type KernelFacts } from '../kernel/facts.js';
+import { readKernelFacts, readOccupants, type KernelFacts } from '../kernel/facts.js';
 import * as ffi from '../kernel/ffi.js';
+import { TCP_ESTABLISHED, TCP_LISTEN, TCP_TIME_WAIT } from '../kernel/linux.js';
 import { scanProcNetTcp } from '../kernel/proc-net-tcp.js';
 import { scanSockets } from '../kernel/socket-table.js';
 import { FfiUnavailableError, InvalidArgumentError } from '../errors.js';
 import { familyOf } from '../model/address.js';
-import { computeLimits, explicitPool, ephemeralPool, type Limits } from '../model/limits.js';
+import { computeLimits, ephemeralPool, explicitStart, type Limits } from '../model/limits.js';
+import { explicitPorts, occupantFilter } from '../model/pool.js';
+import { strategySpec } from '../model/strategy.js';
 import { PortSet } from '../model/port-set.js';
 import { closeListeners, fmtTarget, ListenError, openFreeListeners, openListener, type Listener } from './listeners.js';
 import { validateProbeOptions, type ProbeOptions } from './options.js';
@@ -57,8 +60,6 @@ const CHECK_WAIT_US_PER_CONNECTION = 2;
 const CLOSE_GRACE_MS = 1500;
 /** ...plus this per connection it held (the kernel closes about one per 10 µs per core here: bench/RESULTS.md). */
 const CLOSE_US_PER_CONNECTION = 40;
-/** TCP_STATES index of ESTABLISHED. */
-const ESTABLISHED = 1;
 
 /** One probe (or load) run. */
 export class Probe extends EventEmitter {
@@ -229,18 +230,21 @@ export class Probe extends EventEmitter {
     const localAddresses = this.#facts.interfaces.known ? this.#facts.interfaces.value.map((i) => i.address) : [];
     const queue = this.#plan.sink === 'queue' ? { perListener: this.#plan.perListener ?? 0, listeners: this.#plan.listen ? null : this.#targets.length } : undefined;
     // The facts were read before the probe opened its listeners, which sit below the ephemeral range anyway.
-    return computeLimits({ facts: this.#facts, strategy: this.#o.strategy, sources: this.#o.from, destinations, localAddresses, acceptQueue: queue });
+    const occupants = readOccupants(occupantFilter(this.#o.strategy, this.#o.from, destinations));
+    return computeLimits({ facts: this.#facts, strategy: this.#o.strategy, reuseAddr: this.#o.reuseAddr !== false, sources: this.#o.from, destinations, localAddresses, acceptQueue: queue, occupants });
   }
 
   /** The client scheduler for the plan; its first clients are spawned at once, to boot while the coordinator prepares. */
   #makeClients(): void {
     const o = this.#o;
     const pool = ephemeralPool(this.#facts)?.size ?? 0;
-    const explicit = o.strategy === 'explicit' ? explicitPool(this.#facts) : null;
+    // Every port bind() may take: the workers skip the ones it refuses (a listener on the same address), as the model counts them.
+    const explicit = strategySpec(o.strategy).portPickedBy === 'program' ? explicitPorts(explicitStart(this.#facts)) : null;
     this.#clients = new ClientScheduler(
       {
         connections: o.connections,
         strategy: o.strategy,
+        reuseAddr: o.reuseAddr !== false,
         from: o.from,
         targets: this.#targets,
         perTarget: this.#perTarget,
@@ -322,7 +326,8 @@ export class Probe extends EventEmitter {
   #onClientDone(reason: ClientOutcome, errno: string | undefined): void {
     if (this.#phase !== 'ramping') return;
     if (reason === 'limit') return this.#endRamp('limit', errno);
-    if (reason === 'nothing-left' && this.#o.strategy !== 'explicit') return this.#endRamp('limit', errno);
+    // A client that tried every port of its own ends its share; one the kernel refused ends the run.
+    if (reason === 'nothing-left' && strategySpec(this.#o.strategy).portPickedBy !== 'program') return this.#endRamp('limit', errno);
     if (this.#checkTarget()) return;
     this.#clients?.next();
     if ((this.#clients?.active ?? 0) === 0) this.#endRamp(reason === 'nothing-left' || this.#clients?.unassigned ? 'limit' : 'target', errno);
@@ -457,7 +462,7 @@ export class Probe extends EventEmitter {
         held++;
         if (count) count[r.localPort]++;
       },
-      { states: new Set([ESTABLISHED]), unreadBytes: false },
+      { states: new Set([TCP_ESTABLISHED]), unreadBytes: false },
     );
     if (count) {
       const pairs: number[] = [];
@@ -509,9 +514,9 @@ export class Probe extends EventEmitter {
     let left = 0;
     let timeWait = 0;
     scanProcNetTcp('/', (r) => {
-      const mine = keys.has(`${r.remoteAddress}|${r.remotePort}`) || (r.state !== 10 && keys.has(`${r.localAddress}|${r.localPort}`));
+      const mine = keys.has(`${r.remoteAddress}|${r.remotePort}`) || (r.state !== TCP_LISTEN && keys.has(`${r.localAddress}|${r.localPort}`));
       if (!mine) return;
-      if (r.state === 6) timeWait++;
+      if (r.state === TCP_TIME_WAIT) timeWait++;
       else left++;
     });
     return { left, timeWait };

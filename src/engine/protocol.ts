@@ -18,6 +18,8 @@ export interface ClientConfig {
   /** Workers in the plan (explicit strategy: this worker takes every index % workers == index source port). */
   readonly workers: number;
   readonly strategy: Strategy;
+  /** SO_REUSEADDR before bind(ip, 0) (strategy bind). */
+  readonly reuseAddr: boolean;
   readonly sources: readonly string[];
   /** The destinations this worker connects to (its share of the run's). */
   readonly targets: readonly Target[];

@@ -8,10 +8,11 @@
  * (filtered in the kernel by port), /proc/net/tcp as the fallback.
  */
 import * as ffi from '../kernel/ffi.js';
-import { TCP_STATES, type TcpRow } from '../kernel/proc-net-tcp.js';
+import { TCP_STATES } from '../kernel/linux.js';
+import type { TcpRow } from '../kernel/proc-net-tcp.js';
 import { scanSockets } from '../kernel/socket-table.js';
 import { readInts, readText } from '../kernel/procfs.js';
-import { familyOf, isLoopback, normalizeAddress, parsePorts } from '../model/address.js';
+import { familyOf, formatEndpoint, isLoopback, normalizeAddress, parsePorts } from '../model/address.js';
 import { PortSet } from '../model/port-set.js';
 import { EngineError, InvalidArgumentError } from '../errors.js';
 import type { Target } from './protocol.js';
@@ -96,7 +97,7 @@ export interface ReuseResult {
 
 /** `127.0.0.1:7000`, `[::1]:7000`. */
 export function formatTarget(t: Target): string {
-  return t.address.includes(':') ? `[${t.address}]:${t.port}` : `${t.address}:${t.port}`;
+  return formatEndpoint(t.address, t.port);
 }
 
 /** Ports fourtuple should not pick by itself: the ephemeral range and reserved ports, read from the live kernel. */

@@ -17,6 +17,7 @@ export type ClientOutcome = 'quota' | 'limit' | 'stopped' | 'nothing-left';
 export interface SchedulerOptions {
   readonly connections: number;
   readonly strategy: Strategy;
+  readonly reuseAddr: boolean;
   readonly from: readonly string[];
   /** The run's destinations; grows when the queue sink adds listeners (see `extend`). */
   readonly targets: Target[];
@@ -162,6 +163,7 @@ export class ClientScheduler {
       index: w.index,
       workers: Math.max(o.plannedClients, 1),
       strategy: o.strategy,
+      reuseAddr: o.reuseAddr,
       sources: o.from,
       targets: share.targets.map((t) => o.targets[t]),
       targetIds: share.targets,

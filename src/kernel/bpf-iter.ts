@@ -15,6 +15,7 @@
  * connection's unread bytes as rxQueue.
  */
 import * as ffi from './ffi.js';
+import { AF_INET, EAGAIN, EINTR, TCP_LISTEN, TCP_NEW_SYN_RECV, TCP_SYN_RECV, TCP_TIME_WAIT } from './linux.js';
 import { Btf, BtfKind } from './btf.js';
 import type { TcpRow } from './proc-net-tcp.js';
 import { v4Address, v6Address } from './sock-diag.js';
@@ -27,15 +28,8 @@ const BPF_TRACE_ITER = 28;
 const FUNC_SEQ_WRITE = 127;
 const FUNC_SKC_TO_TCP_SOCK = 137;
 const FUNC_SKC_TO_TCP_TIMEWAIT_SOCK = 138;
-const AF_INET = 2;
-const TCP_SYN_RECV = 3;
-const TCP_TIME_WAIT = 6;
-const TCP_LISTEN = 10;
-const TCP_NEW_SYN_RECV = 12;
 const V4_RECORD = 20;
 const V6_RECORD = 44;
-const EAGAIN = 11;
-const EINTR = 4;
 
 /** Offsets the program reads, from BTF. */
 interface Layout {

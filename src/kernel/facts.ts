@@ -5,7 +5,8 @@
  */
 import { networkInterfaces } from 'node:os';
 import { type Fact, known, unknown } from './fact.js';
-import { readInt, readInts, readMeminfo, readNofile, readOpenFds, readText } from './procfs.js';
+import { type Capabilities, readCapabilities, readInt, readInts, readMeminfo, readNofile, readOpenFds, readText } from './procfs.js';
+import { TCP_LISTEN } from './linux.js';
 import { scanProcNetTcp } from './proc-net-tcp.js';
 
 /** An address configured on an interface. */
@@ -20,6 +21,16 @@ export interface InterfaceAddress {
 export interface Listener {
   readonly address: string;
   readonly port: number;
+}
+
+/** A socket that holds a source port (any state but LISTEN). */
+export interface Occupant {
+  readonly localAddress: string;
+  readonly localPort: number;
+  readonly remoteAddress: string;
+  readonly remotePort: number;
+  /** TCP state number (linux.ts). */
+  readonly state: number;
 }
 
 /** Kernel features that change how ports are allocated, from the release. */
@@ -41,6 +52,10 @@ export interface KernelFacts {
   /** ip_autobind_reuse: 1 lets bind(0) with SO_REUSEADDR share ports once the range is used up. */
   readonly ipAutobindReuse: Fact<number>;
   readonly tcpTwReuse: Fact<number>;
+  /** Milliseconds a TIME_WAIT must have lasted before tcp_tw_reuse takes it over (6.13+; 1,000 before). */
+  readonly tcpTwReuseDelay: Fact<number>;
+  /** TCP timestamps: without them no TIME_WAIT 4-tuple is ever taken over. */
+  readonly tcpTimestamps: Fact<number>;
   readonly tcpFinTimeout: Fact<number>;
   readonly tcpMaxTwBuckets: Fact<number>;
   readonly tcpMaxOrphans: Fact<number>;
@@ -65,6 +80,8 @@ export interface KernelFacts {
   readonly features: Fact<KernelFeatures>;
   readonly interfaces: Fact<InterfaceAddress[]>;
   readonly listeners: Fact<Listener[]>;
+  /** What this process may do past the limits that spare a privileged one. */
+  readonly capabilities: Fact<Capabilities>;
 }
 
 /** Where and how to read. */
@@ -91,6 +108,8 @@ export function readKernelFacts(options: ReadFactsOptions = {}): KernelFacts {
     unprivilegedPortStart: readInt(root, sys('net/ipv4/ip_unprivileged_port_start')),
     ipAutobindReuse: readInt(root, sys('net/ipv4/ip_autobind_reuse')),
     tcpTwReuse: readInt(root, sys('net/ipv4/tcp_tw_reuse')),
+    tcpTwReuseDelay: readInt(root, sys('net/ipv4/tcp_tw_reuse_delay')),
+    tcpTimestamps: readInt(root, sys('net/ipv4/tcp_timestamps')),
     tcpFinTimeout: readInt(root, sys('net/ipv4/tcp_fin_timeout')),
     tcpMaxTwBuckets: readInt(root, sys('net/ipv4/tcp_max_tw_buckets')),
     tcpMaxOrphans: readInt(root, sys('net/ipv4/tcp_max_orphans')),
@@ -111,6 +130,7 @@ export function readKernelFacts(options: ReadFactsOptions = {}): KernelFacts {
     features: release.known ? featuresOf(release.value.trim(), release.source) : release,
     interfaces: options.interfaces ? known(options.interfaces, 'given') : root === '/' ? readInterfaces() : unknown('interfaces are read from the live host only', 'os.networkInterfaces()'),
     listeners: readListeners(root),
+    capabilities: readCapabilities(root),
   };
 }
 
@@ -137,11 +157,27 @@ function readInterfaces(): Fact<InterfaceAddress[]> {
   }
 }
 
-const LISTEN = new Set([10]);
+const LISTEN = new Set([TCP_LISTEN]);
 
 function readListeners(root: string): Fact<Listener[]> {
   const out: Listener[] = [];
   const { errors } = scanProcNetTcp(root, (row) => out.push({ address: row.localAddress, port: row.localPort }), LISTEN);
   if (errors.length === 2) return unknown(errors.join('; '), 'proc/net/tcp');
   return known(out, 'proc/net/tcp, proc/net/tcp6');
+}
+
+/**
+ * Sockets that hold a source port now (every state but LISTEN), from
+ * /proc/net/tcp and tcp6, those `keep` wants (the model asks for the ones
+ * toward its destinations or on its source addresses); empty when the table
+ * cannot be read.
+ */
+export function readOccupants(keep: (o: Occupant) => boolean, root = '/'): Occupant[] {
+  const out: Occupant[] = [];
+  scanProcNetTcp(root, (row) => {
+    if (row.state === TCP_LISTEN) return;
+    const o = { localAddress: row.localAddress, localPort: row.localPort, remoteAddress: row.remoteAddress, remotePort: row.remotePort, state: row.state };
+    if (keep(o)) out.push(o);
+  });
+  return out;
 }

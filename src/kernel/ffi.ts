@@ -9,15 +9,13 @@
  */
 import { createRequire } from 'node:module';
 import { readFileSync } from 'node:fs';
-import { constants as osConstants } from 'node:os';
 import { isIPv4, isIPv6 } from 'node:net';
 import { FfiUnavailableError, InvalidArgumentError } from '../errors.js';
+import { AF_INET, AF_INET6, EINVAL, IPPROTO_TCP, errnoName } from './linux.js';
 
 type Koffi = typeof import('koffi');
 
-// Linux x86_64 ABI values; the kernel's, not libuv's.
-const AF_INET = 2;
-const AF_INET6 = 10;
+// Linux x86_64 ABI values; the kernel's, not libuv's (the shared ones are in linux.ts).
 const SOCK_STREAM = 1;
 const SOCK_NONBLOCK = 0o4000;
 const SOCK_CLOEXEC = 0o2000000;
@@ -33,31 +31,22 @@ const IPV6_V6ONLY = 26;
 const RLIMIT_NOFILE = 7;
 const RLIM_INFINITY = 0xffff_ffff_ffff_ffffn;
 
-/** Resource temporarily unavailable: no pending connection for accept4. */
-export const EAGAIN = 11;
-/** Nonblocking connect started; completion is reported by poll + socketError. */
-export const EINPROGRESS = 115;
-/** No free source port for this 4-tuple pool: the limit fourtuple is about. */
-export const EADDRNOTAVAIL = 99;
-/** The explicit local address/port is already taken. */
-export const EADDRINUSE = 98;
-/** Per-process RLIMIT_NOFILE reached. */
-export const EMFILE = 24;
-/** System-wide fs.file-max reached. */
-export const ENFILE = 23;
-/** Kernel socket buffer memory exhausted. */
-export const ENOBUFS = 105;
-/** Kernel memory exhausted. */
-export const ENOMEM = 12;
-/** Nothing listens on the destination (RST on SYN). */
-export const ECONNREFUSED = 111;
-/** SYN never answered (e.g. backlog full and SYNs dropped). */
-export const ETIMEDOUT = 110;
-/** Peer reset the connection. */
-export const ECONNRESET = 104;
-/** Interrupted by a signal; the call may be retried. */
-export const EINTR = 4;
-const EINVAL = 22;
+// The errno values callers compare results with, and their names, as ffi.EADDRNOTAVAIL, ffi.errnoName().
+export {
+  EAGAIN,
+  EINPROGRESS,
+  EADDRNOTAVAIL,
+  EADDRINUSE,
+  EMFILE,
+  ENFILE,
+  ENOBUFS,
+  ENOMEM,
+  ECONNREFUSED,
+  ETIMEDOUT,
+  ECONNRESET,
+  EINTR,
+  errnoName,
+} from './linux.js';
 
 /** poll(2) event: readable, or a pending connection on a listener. */
 export const POLLIN = 0x001;
@@ -207,7 +196,7 @@ export function parseSockaddr(buf: Buffer): { address: string; port: number; fam
     const address = formatIpv6(buf, 8) + (scope !== 0 ? `%${scope}` : '');
     return { address, port, family: 6 };
   }
-  throw new InvalidArgumentError(`sockaddr family ${family}: expected AF_INET (2) or AF_INET6 (10)`);
+  throw new InvalidArgumentError(`sockaddr family ${family}: expected AF_INET (${AF_INET}) or AF_INET6 (${AF_INET6})`);
 }
 
 function writeIpv4(ip: string, buf: Buffer, off: number): void {
@@ -454,20 +443,7 @@ export function setNofileLimit(soft: number, hard: number): number {
   return n.setrlimit(RLIMIT_NOFILE, rlimBuf) < 0 ? -n.errno() : 0;
 }
 
-const errnoNames = new Map<number, string>();
-for (const [name, value] of Object.entries(osConstants.errno)) {
-  if (!errnoNames.has(value)) errnoNames.set(value, name);
-}
-errnoNames.set(95, 'EOPNOTSUPP'); // the socket-layer spelling of ENOTSUP
-
-/** Symbolic name of an errno, positive or negated (99 or -99 -> 'EADDRNOTAVAIL'); 'E<n>' if unknown. */
-export function errnoName(n: number): string {
-  const v = Math.abs(n);
-  return errnoNames.get(v) ?? `E${v}`;
-}
-
 const tcpInfoBuf = Buffer.alloc(32);
-const IPPROTO_TCP = 6;
 const TCP_INFO = 11;
 
 /**

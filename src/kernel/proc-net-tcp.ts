@@ -7,11 +7,8 @@ import { closeSync, openSync, readSync } from 'node:fs';
 import { join } from 'node:path';
 import { formatIp } from '../ip.js';
 
-/** Kernel TCP states by their /proc hex code. */
-export const TCP_STATES = [
-  '', 'ESTABLISHED', 'SYN_SENT', 'SYN_RECV', 'FIN_WAIT1', 'FIN_WAIT2', 'TIME_WAIT',
-  'CLOSE', 'CLOSE_WAIT', 'LAST_ACK', 'LISTEN', 'CLOSING', 'NEW_SYN_RECV',
-] as const;
+/** Kernel TCP states by their /proc hex code (defined in linux.ts). */
+export { TCP_STATES } from './linux.js';
 
 /** One row of the table, addresses already decoded. */
 export interface TcpRow {

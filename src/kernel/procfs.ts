@@ -66,3 +66,32 @@ export function readOpenFds(root: string, pid: string | number = 'self'): Fact<n
     return unknown(`${path}: ${(err as NodeJS.ErrnoException).code ?? 'unreadable'}`, path);
   }
 }
+
+/** The capabilities the model asks about, from a process's effective set. */
+export interface Capabilities {
+  /** CAP_NET_BIND_SERVICE: bind ports below ip_unprivileged_port_start. */
+  readonly netBindService: boolean;
+  /** CAP_SYS_ADMIN: open files past fs.file-max; write sysctls. */
+  readonly sysAdmin: boolean;
+  /** CAP_SYS_RESOURCE: raise the open-files hard limit up to fs.nr_open. */
+  readonly sysResource: boolean;
+  /** CAP_NET_ADMIN: network configuration (addresses, routes, nftables). */
+  readonly netAdmin: boolean;
+}
+
+const CAP_NET_BIND_SERVICE = 10n;
+const CAP_NET_ADMIN = 12n;
+const CAP_SYS_ADMIN = 21n;
+const CAP_SYS_RESOURCE = 24n;
+
+/** The effective capabilities of `pid` (CapEff in /proc/PID/status). */
+export function readCapabilities(root: string, pid: string | number = 'self'): Fact<Capabilities> {
+  const path = `proc/${pid}/status`;
+  const text = readText(root, path);
+  if (!text.known) return text;
+  const m = /^CapEff:\s*([0-9a-f]+)$/im.exec(text.value);
+  if (!m) return unknown(`${path}: no CapEff line`, path);
+  const eff = BigInt(`0x${m[1]}`);
+  const has = (bit: bigint): boolean => ((eff >> bit) & 1n) === 1n;
+  return known({ netBindService: has(CAP_NET_BIND_SERVICE), sysAdmin: has(CAP_SYS_ADMIN), sysResource: has(CAP_SYS_RESOURCE), netAdmin: has(CAP_NET_ADMIN) }, `${path} CapEff`);
+}

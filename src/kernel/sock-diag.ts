@@ -14,6 +14,7 @@
  * the way to ask for one family.
  */
 import * as ffi from './ffi.js';
+import { AF_INET, AF_INET6, IPPROTO_TCP, TCP_NEW_SYN_RECV, TCP_SYN_RECV } from './linux.js';
 import type { TcpRow } from './proc-net-tcp.js';
 import { formatIp } from '../ip.js';
 import { InvalidArgumentError } from '../errors.js';
@@ -30,11 +31,6 @@ const REQ_V2_LEN = 56; // struct inet_diag_req_v2
 const REQ_V1_LEN = 60; // struct inet_diag_req
 const DIAG_MSG_LEN = 72; // struct inet_diag_msg
 const INET_DIAG_REQ_BYTECODE = 1;
-const IPPROTO_TCP = 6;
-const AF_INET = 2;
-const AF_INET6 = 10;
-const TCP_SYN_RECV = 3;
-const TCP_NEW_SYN_RECV = 12;
 /**
  * Every state of a TCP connection or listener, 1 (ESTABLISHED) to 12
  * (NEW_SYN_RECV). Not bit 13, TCP_BOUND_INACTIVE (Linux 6.5+): asking for

@@ -8,6 +8,7 @@
  * forces the /proc path.
  */
 import { ffiAvailable } from './ffi.js';
+import { TCP_LISTEN } from './linux.js';
 import { iteratorMask, scanTcpIterator, tcpIterator } from './bpf-iter.js';
 import { scanProcNetTcp, type TcpRow } from './proc-net-tcp.js';
 import { ALL_CONNECTION_STATES, matchesFilter, scanSockDiag, stateMask, type SockDiagFilter } from './sock-diag.js';
@@ -15,7 +16,7 @@ import { ALL_CONNECTION_STATES, matchesFilter, scanSockDiag, stateMask, type Soc
 /** Where the rows came from. */
 export type SocketTableSource = 'bpf' | 'netlink' | 'proc';
 
-const LISTEN_BIT = 1 << 10;
+const LISTEN_BIT = 1 << TCP_LISTEN;
 
 /** Options of scanSockets. */
 export interface ScanSocketsOptions {

@@ -10,6 +10,7 @@
  * entry is source-NATed when the reply's destination is not the original
  * source: that (address, port) is then taken from the destination's pool.
  */
+import { formatEndpoint } from '../model/address.js';
 
 /** One destination's entries in one reading of the table. */
 export interface ConntrackDestination {
@@ -42,7 +43,7 @@ export function conntrackByDestination(text: string): ConntrackDestination[] {
     const dport = dst && field(line, 'dport', dst.end);
     const replyDst = dport && field(line, 'dst', field(line, 'src', dport.end)?.end ?? dport.end);
     if (!src || !dst || !dport || !replyDst) continue;
-    const key = `${dst.value.includes(':') ? `[${dst.value}]` : dst.value}:${dport.value}`;
+    const key = formatEndpoint(dst.value, dport.value);
     let d = by.get(key);
     if (!d) by.set(key, (d = { entries: 0, natted: 0, addresses: new Set() }));
     d.entries++;

@@ -21,6 +21,7 @@ import net from 'node:net';
 import { getSystemErrorName } from 'node:util';
 import { InvalidArgumentError } from '../errors.js';
 import * as ffi from '../kernel/ffi.js';
+import { formatEndpoint } from '../model/address.js';
 import { type Lease, SourcePool, type SourcePoolOptions } from './source-pool.js';
 
 /** Options of `connect`: those of `net.connect` for TCP (without localAddress/localPort), plus the sources or a pool. */
@@ -202,6 +203,6 @@ function failLater(err: Error): net.Socket {
 
 function sysError(negErrno: number, syscall: string, address?: string, port?: number): NodeJS.ErrnoException {
   const code = getSystemErrorName(negErrno);
-  const where = address === undefined ? '' : ` ${address.includes(':') ? `[${address}]` : address}:${port}`;
+  const where = address === undefined ? '' : ` ${formatEndpoint(address, String(port))}`;
   return Object.assign(new Error(`${syscall} ${code}${where}`), { errno: negErrno, code, syscall, address, port });
 }

@@ -7,6 +7,7 @@ import type { ClientRequestArgs } from 'node:http';
 import net from 'node:net';
 import tls from 'node:tls';
 import { ConnectTimeoutError, InvalidArgumentError } from '../errors.js';
+import { formatEndpoint } from '../model/address.js';
 import { openWith, poolOf } from './connect.js';
 import type { SourcePool, SourcePoolOptions } from './source-pool.js';
 
@@ -61,7 +62,7 @@ export function connector(options: ConnectorOptions): Connector {
     }
     const https = req.protocol === 'https:';
     const port = Number(req.port) || (https ? 443 : 80);
-    const destination = `${req.hostname.includes(':') ? `[${req.hostname}]` : req.hostname}:${port}`;
+    const destination = formatEndpoint(req.hostname, port);
     let socket: net.Socket;
     try {
       if (https) {

@@ -9,7 +9,7 @@ import { release as osRelease } from 'node:os';
 import { InvalidArgumentError, PoolExhaustedError, UnsupportedError } from '../errors.js';
 import { featuresOf, readKernelFacts } from '../kernel/facts.js';
 import { sockaddr, setSockaddrPort } from '../kernel/ffi.js';
-import { parseAddresses, parsePorts } from '../model/address.js';
+import { formatEndpoint, parseAddresses, parsePorts } from '../model/address.js';
 import { explicitPool } from '../model/limits.js';
 import { PortSet } from '../model/port-set.js';
 
@@ -253,7 +253,7 @@ export class SourcePool {
     let d = this.#dests.get(key);
     if (d === undefined) {
       const family = isIP(address) === 6 ? 6 : 4;
-      const name = family === 6 ? `[${address}]:${port}` : `${address}:${port}`;
+      const name = formatEndpoint(address, port);
       // New destinations start one source further on, so many destinations with few connections each spread too.
       d = new Destination(key, name, family, this.sources.length, this.#ports !== undefined, this.#start);
       this.#start = (this.#start + 1) % this.sources.length;
@@ -309,7 +309,7 @@ export class SourcePool {
   /** The error for a destination no source can reach: PoolExhaustedError, or InvalidArgumentError when no source has its family. */
   exhausted(address: string, port: number): Error {
     const family = isIP(address) === 6 ? 6 : 4;
-    const name = family === 6 ? `[${address}]:${port}` : `${address}:${port}`;
+    const name = formatEndpoint(address, port);
     const same = this.sources.filter((_, i) => this.#families[i] === family);
     if (same.length === 0) return new InvalidArgumentError(`sources: none is an IPv${family} address, so none can connect to ${name}`);
     return new PoolExhaustedError(name, same, this.strategy);

@@ -35,6 +35,15 @@ export function isLoopback(address: string): boolean {
   return ip.n >> 32n === 0xffffn && (ip.n & 0xffffffffn) >> 24n === 127n;
 }
 
+/**
+ * An endpoint as people and error messages write it: `127.0.0.1:7000`, and an
+ * IPv6 address (anything with a ':', IPv4-mapped too) in brackets:
+ * `[::1]:7000`. `port` may be a range or list (`7000-7039`).
+ */
+export function formatEndpoint(address: string, port: number | string): string {
+  return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
+}
+
 /** Family of a valid address. */
 export function familyOf(address: string): 4 | 6 {
   return parseIp(address)?.family ?? 4;

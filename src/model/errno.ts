@@ -3,7 +3,7 @@
  * shared by the engine (to decide whether to stop) and the reports.
  */
 import type { ConstraintId } from './limits.js';
-import type { Strategy } from './strategy.js';
+import { type Strategy, strategySpec } from './strategy.js';
 
 /** What a failed attempt means. */
 export interface ErrnoMeaning {
@@ -22,18 +22,20 @@ export interface ErrnoMeaning {
 
 /** Meaning of `errno` (a name such as 'EADDRNOTAVAIL') under `strategy`. */
 export function errnoMeaning(errno: string, strategy: Strategy): ErrnoMeaning {
+  const spec = strategySpec(strategy);
+  const own = spec.portPickedBy === 'program';
   switch (errno) {
     case 'EADDRNOTAVAIL':
       return {
-        constraint: strategy === 'explicit' ? 'explicit-ports' : strategy === 'bind' ? 'bind-pool' : 'ephemeral-ports',
+        constraint: spec.constraint,
         effect: 'pool', backoff: false,
         words: 'no source port left for that (source, destination) 4-tuple',
       };
     case 'EADDRINUSE':
       return {
-        constraint: strategy === 'explicit' ? 'explicit-ports' : 'bind-pool',
+        constraint: own ? 'explicit-ports' : 'bind-pool',
         effect: 'pool', backoff: false,
-        words: strategy === 'explicit' ? 'the chosen source port is taken' : 'bind(address, 0) found no free port in the shared pool',
+        words: own ? 'the chosen source port is taken' : 'bind(address, 0) found no free port in the shared pool',
       };
     case 'EMFILE':
       return { constraint: 'fd-process', effect: 'stop', backoff: false, words: "the process's open-files limit (RLIMIT_NOFILE)" };

@@ -3,12 +3,13 @@
  * strategy, every limit on concurrent connections, the binding one for one
  * process and for the host, and the change that lifts it. Pure: no I/O.
  */
-import type { KernelFacts } from '../kernel/facts.js';
+import type { KernelFacts, Listener } from '../kernel/facts.js';
 import type { Fact } from '../kernel/fact.js';
 import { type Endpoints, isLoopback, parsePorts } from './address.js';
 import { KERNEL_BYTES_PER_QUEUED_SOCKET, KERNEL_BYTES_PER_SOCKET } from './costs.js';
 import { PortSet } from './port-set.js';
-import { isStrategy, type Strategy } from './strategy.js';
+import { isStrategy, type Strategy, strategySpec } from './strategy.js';
+import { type Occupant, poolCapacity } from './pool.js';
 import { InvalidArgumentError } from '../errors.js';
 
 /** Stable identifiers of the constraints, shared with probe reports. */
@@ -29,6 +30,11 @@ export interface Constraint {
   readonly id: ConstraintId;
   /** Connections it allows; null when it does not cap held connections or is unknown. */
   readonly limit: number | null;
+  /**
+   * Connections it allows at least, where the kernel leaves the last few to
+   * chance (the detail says why); equal to limit, or absent, otherwise.
+   */
+  readonly limitMin?: number | null;
   /** `process`: applies to one process; `host`: to all processes together. */
   readonly scope: 'process' | 'host';
   readonly detail: string;
@@ -38,6 +44,8 @@ export interface Constraint {
 /** The answer for one process or for the host. */
 export interface Answer {
   readonly connections: number | null;
+  /** At least this many: below `connections` only where the kernel leaves the last ports to chance. */
+  readonly connectionsMin: number | null;
   readonly binding: ConstraintId | null;
   readonly remedy: string;
 }
@@ -60,6 +68,10 @@ export interface LimitsInput {
    * null: the probe opens as many listeners as the target needs.
    */
   readonly acceptQueue?: { readonly perListener: number; readonly listeners: number | null };
+  /** SO_REUSEADDR on the client's sockets before bind (strategy bind; default true, as the probe does). */
+  readonly reuseAddr?: boolean;
+  /** Sockets holding source ports now (TIME_WAIT ones included): their 4-tuples or ports are not free. */
+  readonly occupants?: readonly Occupant[];
 }
 
 /** The model's answer. */
@@ -92,10 +104,13 @@ export function ephemeralPool(facts: KernelFacts): PortSet | null {
   return PortSet.range(lo, hi).subtract(reservedSet(facts)).subtract(listenerPorts(facts));
 }
 
-/** Ports a program may bind explicitly: unprivileged, not reserved, not listened on. */
+/**
+ * Ports a program may bind explicitly toward any destination: from 1 with
+ * CAP_NET_BIND_SERVICE (else from ip_unprivileged_port_start), not listened
+ * on. Reserved ports stay in: they only keep the kernel's own choices away.
+ */
 export function explicitPool(facts: KernelFacts): PortSet {
-  const start = facts.unprivilegedPortStart.known ? Math.max(1, facts.unprivilegedPortStart.value) : 1024;
-  return PortSet.range(start, 65535).subtract(reservedSet(facts)).subtract(listenerPorts(facts));
+  return PortSet.range(explicitStart(facts), 65535).subtract(listenerPorts(facts));
 }
 
 function reservedSet(facts: KernelFacts): PortSet {
@@ -149,17 +164,20 @@ export function computeLimits(input: LimitsInput): Limits {
   const perConnection = perSocket + (sockets === 2 ? (queue ? KERNEL_BYTES_PER_QUEUED_SOCKET : perSocket) : 0);
   const constraints: Constraint[] = [];
 
-  const ports = portConstraint(facts, strategy, sourceCount, destinationCount, general);
+  const ports = portConstraint(input, sourceCount, destinationCount, general);
   constraints.push(ports.constraint);
   constraints.push(fdProcess(facts), fdHost(facts, descriptors, sockets), memory(facts, sockets, perConnection, perSocket, queue !== undefined), conntrack(facts), timeWait(facts), backlog(facts, queue));
 
   const pick = (scopes: ReadonlySet<string>): Answer => {
     let best: Constraint | undefined;
+    let least = Infinity;
     for (const c of constraints) {
       if (c.limit === null || !scopes.has(c.scope)) continue;
       if (!best || c.limit < (best.limit as number)) best = c;
+      least = Math.min(least, c.limitMin ?? c.limit);
     }
-    return best ? { connections: best.limit, binding: best.id, remedy: best.remedy } : { connections: null, binding: null, remedy: '' };
+    if (!best) return { connections: null, connectionsMin: null, binding: null, remedy: '' };
+    return { connections: best.limit, connectionsMin: least, binding: best.id, remedy: best.remedy };
   };
   return {
     strategy,
@@ -176,69 +194,97 @@ export function computeLimits(input: LimitsInput): Limits {
   };
 }
 
-function portConstraint(facts: KernelFacts, strategy: Strategy, sources: number, dests: number, general: boolean): { constraint: Constraint; perDestination: number | null } {
+/** Destination (address, port) pairs that take part in a pool's ports, counted before expanding any. */
+const MAX_DESTINATION_LISTENERS = 100_000;
+
+/**
+ * The listeners as they will be during the run: a destination on this host
+ * has a server listening on it (the probe's sink, or the program's own),
+ * which takes its port as any listener does, whether it runs yet or not.
+ */
+function withDestinationListeners(listeners: readonly Listener[], input: LimitsInput, within: { lo: number; hi: number }): readonly Listener[] {
+  const local = new Set(input.localAddresses ?? []);
+  const seen = new Set(listeners.map((l) => `${l.address}|${l.port}`));
+  const out = [...listeners];
+  for (const d of input.destinations) {
+    const ports = d.ports.intersect(PortSet.range(within.lo, within.hi));
+    const addresses = d.addresses.filter((a) => isLoopback(a) || local.has(a));
+    if (ports.isEmpty || addresses.length === 0 || ports.size * addresses.length > MAX_DESTINATION_LISTENERS) continue;
+    for (const address of addresses) {
+      for (const port of ports) {
+        const key = `${address}|${port}`;
+        if (seen.has(key)) continue;
+        seen.add(key);
+        out.push({ address, port });
+      }
+    }
+  }
+  return out;
+}
+
+/** The first port an explicit bind() may use: 1 with CAP_NET_BIND_SERVICE, else ip_unprivileged_port_start. */
+export function explicitStart(facts: KernelFacts): number {
+  if (facts.capabilities?.known && facts.capabilities.value.netBindService) return 1;
+  return facts.unprivilegedPortStart.known ? Math.max(1, facts.unprivilegedPortStart.value) : 1024;
+}
+
+function portConstraint(input: LimitsInput, sources: number, dests: number, general: boolean): { constraint: Constraint; perDestination: number | null } {
+  const { facts, strategy } = input;
   const srcWords = sources === 1 ? 'one source address' : `${fmt(sources)} source addresses`;
   const dstWords = general ? 'one destination (address, port)' : dests === 1 ? 'one destination' : `${fmt(dests)} destinations (address × port)`;
+  const spec = strategySpec(strategy);
+  const id: ConstraintId = spec.constraint;
+  if (!facts.portRange.known && strategy !== 'explicit') {
+    return { perDestination: null, constraint: { id, limit: null, limitMin: null, scope: 'host', detail: `ephemeral range unknown: ${why(facts.portRange)}`, remedy: '' } };
+  }
+  const range = facts.portRange.known ? facts.portRange.value : { lo: 1, hi: 0 };
+  const start = explicitStart(facts);
+  const pool = poolCapacity({
+    strategy,
+    range,
+    reserved: reservedSet(facts),
+    listeners: withDestinationListeners(facts.listeners.known ? facts.listeners.value : [], input, strategy === 'explicit' ? { lo: start, hi: 65535 } : range),
+    occupants: input.occupants ?? [],
+    reuseAddr: input.reuseAddr ?? true,
+    autobindReuse: facts.ipAutobindReuse.known && facts.ipAutobindReuse.value === 1,
+    twReuse: facts.tcpTwReuse.known ? facts.tcpTwReuse.value : 0,
+    timestamps: !facts.tcpTimestamps.known || facts.tcpTimestamps.value !== 0,
+    parityScan: facts.features.known ? facts.features.value.evenOddSplit : true,
+    explicitStart: start,
+    sources: input.sources,
+    destinations: input.destinations,
+  });
+  const notes = pool.notes.length ? ` (${pool.notes.join('; ')})` : '';
+  const per = pool.perPool;
+  const c = (detail: string, remedy: string): { constraint: Constraint; perDestination: number } => ({
+    perDestination: per,
+    constraint: { id, limit: pool.max, limitMin: pool.min, scope: 'host', detail: detail + notes, remedy },
+  });
   if (strategy === 'explicit') {
-    const pool = explicitPool(facts).size;
-    return {
-      perDestination: pool,
-      constraint: {
-        id: 'explicit-ports',
-        limit: pool * sources * dests,
-        scope: 'host',
-        detail: `bind(address, port) with SO_REUSEADDR may use any of ${fmt(pool)} ports (unprivileged, not reserved, not listened on) for each destination: ${fmt(pool)} × ${srcWords} × ${dstWords}`,
-        remedy: 'add source addresses (--from) or destination ports: each one adds another ' + fmt(pool),
-      },
-    };
+    const who = start === 1 ? 'from 1 (this process has CAP_NET_BIND_SERVICE)' : `from ip_unprivileged_port_start ${fmt(start)} (below it needs CAP_NET_BIND_SERVICE)`;
+    return c(
+      `bind(address, port) with SO_REUSEADDR may use every port ${who} that no listener on the source address holds, reserved ones included, for each destination: ${fmt(per)} × ${srcWords} × ${dstWords}`,
+      'add source addresses (--from) or destination ports: each one adds another ' + fmt(per),
+    );
   }
-  const eph = ephemeralPool(facts);
-  if (!eph) {
-    return {
-      perDestination: null,
-      constraint: { id: strategy === 'bind' ? 'bind-pool' : 'ephemeral-ports', limit: null, scope: 'host', detail: `ephemeral range unknown: ${why(facts.portRange)}`, remedy: '' },
-    };
-  }
-  const pool = eph.size;
-  const range = facts.portRange.known ? facts.portRange.value : { lo: 0, hi: 0 };
   const rangeSize = range.hi - range.lo + 1;
-  const minus = rangeSize === pool ? '' : ` (${fmt(rangeSize)} in ${range.lo}-${range.hi}, minus ${fmt(rangeSize - pool)} reserved or listened on)`;
+  const eph = ephemeralPool(facts)?.size ?? rangeSize;
+  const minus = rangeSize === eph ? '' : ` (${fmt(rangeSize)} in ${range.lo}-${range.hi}, minus ${fmt(rangeSize - eph)} reserved or listened on)`;
   const widen = `sysctl -w net.ipv4.ip_local_port_range="1024 65535"`;
   if (strategy === 'bind') {
-    if (facts.ipAutobindReuse.known && facts.ipAutobindReuse.value === 1) {
-      return {
-        perDestination: pool,
-        constraint: {
-          id: 'bind-pool',
-          limit: pool * sources * dests,
-          scope: 'host',
-          detail: `bind(address, 0) takes unused ports first; with net.ipv4.ip_autobind_reuse = 1 and SO_REUSEADDR it then shares them across destinations: ${fmt(pool)} × ${srcWords} × ${dstWords}`,
-          remedy: `add source addresses or destination ports: each adds ${fmt(pool)}`,
-        },
-      };
-    }
-    return {
-      perDestination: pool,
-      constraint: {
-        id: 'bind-pool',
-        limit: pool * sources,
-        scope: 'host',
-        detail: `bind(address, 0) picks the port before the destination is known, so all destinations share one pool of ${fmt(pool)} ports${minus} per source address: ${fmt(pool)} × ${srcWords}`,
-        remedy: `set IP_BIND_ADDRESS_NO_PORT before bind (--strategy nopo): each destination then gets its own ${fmt(pool)}; or add source addresses`,
-      },
-    };
+    const relax = facts.ipAutobindReuse.known && facts.ipAutobindReuse.value === 1 && (input.reuseAddr ?? true);
+    return c(
+      relax
+        ? `bind(address, 0) picks the port before the destination is known: one pool of ${fmt(per)} ports per source address for all destinations, which net.ipv4.ip_autobind_reuse = 1 with SO_REUSEADDR stretches once it is used up`
+        : `bind(address, 0) picks the port before the destination is known, so all destinations share one pool of up to ${fmt(per)} ports${minus} per source address: ${fmt(per)} × ${srcWords}`,
+      `set IP_BIND_ADDRESS_NO_PORT before bind (--strategy nopo): each destination then gets its own pool; or add source addresses`,
+    );
   }
   const how = strategy === 'nopo' ? 'with IP_BIND_ADDRESS_NO_PORT, connect() picks' : 'connect() picks';
-  return {
-    perDestination: pool,
-    constraint: {
-      id: 'ephemeral-ports',
-      limit: pool * sources * dests,
-      scope: 'host',
-      detail: `${how} a source port per (source address, destination address, destination port) from ${fmt(pool)} ephemeral ports${minus}: ${fmt(pool)} × ${srcWords} × ${dstWords}`,
-      remedy: `add destination ports or source addresses (--from with --strategy nopo): each adds ${fmt(pool)}; or widen the range: ${widen} (keep server ports out of it with net.ipv4.ip_local_reserved_ports)`,
-    },
-  };
+  return c(
+    `${how} a source port per (source address, destination address, destination port) from ${fmt(eph)} ephemeral ports${minus}: up to ${fmt(per)} × ${srcWords} × ${dstWords}`,
+    `add destination ports or source addresses (--from with --strategy nopo): each adds ${fmt(per)}; or widen the range: ${widen} (keep server ports out of it with net.ipv4.ip_local_reserved_ports)`,
+  );
 }
 
 function fdProcess(facts: KernelFacts): Constraint {

@@ -77,7 +77,9 @@ export function natConstraint(nat: NatGateway, destinations: number): Constraint
 export function withNat(limits: Limits, nat: NatGateway): Limits {
   const c = natConstraint(nat, limits.destinationCount);
   const lift = (a: Limits['host']): Limits['host'] =>
-    a.connections === null || (c.limit as number) < a.connections ? { connections: c.limit, binding: c.id, remedy: c.remedy } : a;
+    a.connections === null || (c.limit as number) < a.connections
+      ? { connections: c.limit, connectionsMin: Math.min(c.limit as number, a.connectionsMin ?? Infinity), binding: c.id, remedy: c.remedy }
+      : { ...a, connectionsMin: a.connectionsMin === null ? null : Math.min(a.connectionsMin, c.limit as number) };
   return { ...limits, constraints: [...limits.constraints, c], host: lift(limits.host), process: lift(limits.process) };
 }
 

@@ -25,25 +25,26 @@
  */
 import type { Fact } from '../kernel/fact.js';
 import type { KernelFacts, Listener } from '../kernel/facts.js';
-import { TCP_STATES, type TcpRow } from '../kernel/proc-net-tcp.js';
+import { TCP_ESTABLISHED, TCP_LISTEN, TCP_NEW_SYN_RECV, TCP_STATES, TCP_SYN_RECV, TCP_SYN_SENT, TCP_TIME_WAIT } from '../kernel/linux.js';
+import type { TcpRow } from '../kernel/proc-net-tcp.js';
 import { KERNEL_BYTES_PER_SOCKET } from './costs.js';
 import { ephemeralPool, explicitPool } from './limits.js';
 
 /** TCP state codes, by name. */
 export const STATE = {
-  ESTABLISHED: 1,
-  SYN_SENT: 2,
-  SYN_RECV: 3,
-  TIME_WAIT: 6,
-  LISTEN: 10,
-  NEW_SYN_RECV: 12,
+  ESTABLISHED: TCP_ESTABLISHED,
+  SYN_SENT: TCP_SYN_SENT,
+  SYN_RECV: TCP_SYN_RECV,
+  TIME_WAIT: TCP_TIME_WAIT,
+  LISTEN: TCP_LISTEN,
+  NEW_SYN_RECV: TCP_NEW_SYN_RECV,
 } as const;
 
 /** A TCP state name (`ESTABLISHED`, `TIME_WAIT`, ...). */
 export type StateName = Exclude<(typeof TCP_STATES)[number], ''>;
 
 /** The facts the result needs (a subset of KernelFacts). */
-export type PressureFacts = Pick<KernelFacts, 'portRange' | 'reservedPorts' | 'unprivilegedPortStart' | 'fileNr' | 'fileMax' | 'memAvailable'>;
+export type PressureFacts = Partial<Pick<KernelFacts, 'capabilities'>> & Pick<KernelFacts, 'portRange' | 'reservedPorts' | 'unprivilegedPortStart' | 'fileNr' | 'fileMax' | 'memAvailable'>;
 
 /** How the aggregator counts. */
 export interface PortPressureOptions {

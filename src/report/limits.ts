@@ -63,15 +63,18 @@ export function limitsJson(l: Limits, facts: KernelFacts, target: { sources: rea
     strategy: l.strategy,
     sources: target.sources,
     destinations: target.destinations,
-    process: { connections: l.process.connections, binding: l.process.binding, remedy: l.process.remedy },
-    host: { connections: l.host.connections, binding: l.host.binding, remedy: l.host.remedy },
+    // The host's answer as a range: the kernel leaves the last ports of some pools to chance (the binding constraint's detail says why).
+    predicted: l.host.connections,
+    predictedMin: l.host.connectionsMin,
+    process: { connections: l.process.connections, connectionsMin: l.process.connectionsMin, binding: l.process.binding, remedy: l.process.remedy },
+    host: { connections: l.host.connections, connectionsMin: l.host.connectionsMin, binding: l.host.binding, remedy: l.host.remedy },
     portsPerDestination: l.portsPerDestination,
     destinationCount: l.destinationCount,
     sourceCount: l.sourceCount,
     socketsPerConnection: l.socketsPerConnection,
     descriptorsPerConnection: l.descriptorsPerConnection,
     serverEnd: l.serverEnd,
-    constraints: l.constraints.map((c) => ({ id: c.id, limit: c.limit, scope: c.scope, detail: c.detail, remedy: c.remedy })),
+    constraints: l.constraints.map((c) => ({ id: c.id, limit: c.limit, limitMin: c.limitMin ?? c.limit, scope: c.scope, detail: c.detail, remedy: c.remedy })),
     facts,
   };
 }

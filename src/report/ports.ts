@@ -2,6 +2,7 @@
 import type { PortScan } from '../engine/port-scan.js';
 import { destinationKey, type DestinationPressure, type PortPressureReport } from '../model/port-pressure.js';
 import { KERNEL_BYTES_PER_SOCKET } from '../model/costs.js';
+import { formatEndpoint } from '../model/address.js';
 import { bytes, ms, num, table } from './format.js';
 
 /** Share of a pool past which a destination is "under pressure" when --warn is not given: connect() slows down past half full. */
@@ -28,7 +29,7 @@ export function percent(p: number | null): string {
 
 /** `127.0.0.1:7000`, `[::1]:7000`. */
 export function endpoint(address: string, port: number): string {
-  return `${address.includes(':') ? `[${address}]` : address}:${port}`;
+  return formatEndpoint(address, port);
 }
 
 /** Seconds in the largest two units: `45 s`, `3 min 20 s`, `2 h 5 min`. */

@@ -35,13 +35,17 @@ export interface NetnsRun {
   during: string;
 }
 
+/** Runs a command as nobody (65534), without capabilities. */
+export const AS_NOBODY = ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups'];
+
 /**
  * Runs the fourtuple CLI in a new namespace after `setup` shell lines (run
- * by sh, e.g. sysctl writes); loopback is brought up first.
+ * by sh, e.g. sysctl writes); loopback is brought up first. `prefix` runs
+ * it through another command (AS_NOBODY: as an unprivileged user).
  */
-export function cliInNetns(setup: string[], args: string[], during?: string, timeoutMs = 120_000): NetnsRun {
+export function cliInNetns(setup: string[], args: string[], during?: string, timeoutMs = 120_000, prefix: readonly string[] = []): NetnsRun {
   const cli = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
-  const quoted = [process.execPath, cli, ...args].map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
+  const quoted = [...prefix, process.execPath, cli, ...args].map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
   const dir = during === undefined ? undefined : mkdtempSync(join(tmpdir(), 'ft-netns-'));
   // `during` runs beside the CLI in the same namespace (e.g. reading the kernel's table while it holds); its output goes to a file.
   const run = dir === undefined ? [`exec ${quoted}`] : [`( ${during} ) > '${dir}/during' 2>&1 &`, 'd=$!', `${quoted}`, 'rc=$?', 'wait $d', 'exit $rc'];
