@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { readFileSync, readdirSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -86,6 +86,28 @@ function sourceFiles(dir: string): string[] {
     return statSync(p).isDirectory() ? sourceFiles(p) : p.endsWith('.ts') ? [p] : [];
   });
 }
+
+/**
+ * Where the source may throw a plain Error, and why it never reaches a user
+ * as "internal error": everything else raises a FourtupleError subclass.
+ */
+const PLAIN_ERRORS: Readonly<Record<string, string>> = {
+  'src/kernel/btf.ts': 'BTF parsing: tcpIterator() catches it and the scan falls back to sock_diag, naming the reason',
+  'src/kernel/bpf-iter.ts': 'program assembly and load: tcpIterator() catches it, as for btf.ts',
+  'src/kernel/ffi.ts': 'getrlimit(RLIMIT_NOFILE), which cannot fail for this process',
+  'src/lib/connect.ts': "errno errors shaped as Node's own net errors (code, errno, syscall), for library callers",
+  'src/cli/metrics-server.ts': 'start() called twice: a programming error of the caller',
+};
+
+test('only the listed files throw a plain Error, and nothing throws a bare FourtupleError', () => {
+  for (const f of sourceFiles(join(ROOT, 'src'))) {
+    const rel = relative(ROOT, f);
+    const text = readFileSync(f, 'utf8');
+    if (/new Error\(/.test(text)) assert.ok(Object.hasOwn(PLAIN_ERRORS, rel), `${rel} throws a plain Error: use a FourtupleError subclass (docs/errors.md) or list it in PLAIN_ERRORS with why`);
+    if (rel !== 'src/errors.ts') assert.doesNotMatch(text, /new FourtupleError\(/, `${rel}: raise a subclass with a documented code`);
+  }
+  for (const rel of Object.keys(PLAIN_ERRORS)) assert.match(readFileSync(join(ROOT, rel), 'utf8'), /new Error\(/, `${rel} is listed but throws no plain Error any more`);
+});
 
 test('docs/errors.md lists every error code the source raises, and every exported error class', () => {
   const doc = readFileSync(join(ROOT, 'docs/errors.md'), 'utf8');

@@ -90,13 +90,30 @@ describe('fourtuple limits --json', () => {
     }
   });
 
-  it('to 100 ports: the port pool no longer binds the host', () => {
-    const doc = json('limits', '--to', '127.0.0.1:7000-7099');
-    assert.equal(doc.destinationCount, 100);
+  it('to 1,000 ports: the port pool no longer binds the host', () => {
+    // 1,000 pools of ~28,000 ports: more than memory holds on any host of today (root is not held to fs.file-max).
+    const doc = json('limits', '--to', '127.0.0.1:7000-7999');
+    assert.equal(doc.destinationCount, 1000);
     const eph = doc.constraints.find((c) => c.id === 'ephemeral-ports')!;
-    assert.equal(eph.limit, (doc.portsPerDestination as number) * 100);
+    assert.equal(eph.limit, (doc.portsPerDestination as number) * 1000);
     assert.notEqual(doc.host.binding, 'ephemeral-ports');
     assert.ok(doc.host.connections !== null && doc.host.connections < (eph.limit as number));
+  });
+
+  it('the churn ceiling: from the live tcp_tw_reuse, per pool of portsPerDestination', () => {
+    const doc = json('limits', '--to', '127.0.0.1:7000') as LimitsDoc & { churn: { perPool: number | null; timeWaitSeconds: number; twReuse: number | null; reuseDelayMs: number | null; detail: string; remedy: string } };
+    assert.deepEqual(Object.keys(doc.churn), ['perPool', 'timeWaitSeconds', 'twReuse', 'reuseDelayMs', 'detail', 'remedy']);
+    assert.equal(doc.churn.timeWaitSeconds, 60);
+    const reuse = Number(readFileSync('/proc/sys/net/ipv4/tcp_tw_reuse', 'utf8'));
+    assert.equal(doc.churn.twReuse, reuse);
+    const timestamps = Number(readFileSync('/proc/sys/net/ipv4/tcp_timestamps', 'utf8')) !== 0;
+    const buckets = Number(readFileSync('/proc/sys/net/ipv4/tcp_max_tw_buckets', 'utf8'));
+    const P = doc.portsPerDestination as number;
+    // A loopback destination: tcp_tw_reuse 1 or 2 takes TIME_WAIT over after the delay, 0 never does.
+    const expected = buckets < P ? null : reuse !== 0 && timestamps ? (P * 1000) / Math.max(1, doc.churn.reuseDelayMs ?? 1000) : P / 60;
+    assert.equal(doc.churn.perPool, expected === null ? null : Math.round(expected * 100) / 100, doc.churn.detail);
+    const text = run('limits', '--to', '127.0.0.1:7000').stdout;
+    assert.match(text, /^Churn: /m);
   });
 
   it('--strategy bind --from 3 sources reports the shared bind pool', () => {

@@ -234,6 +234,30 @@ describe('computeLimits', () => {
     assert.match(limitsSentence(l, 'one destination'), /^There is no host-wide limit of 65,536: every .* has its own 28,227 source ports/);
   });
 
+  it('who is asking: CAP_SYS_ADMIN goes past fs.file-max, CAP_NET_BIND_SERVICE binds low ports; remedies say what the process lacks', () => {
+    const caps = (c: { netBindService: boolean; sysAdmin: boolean; sysResource: boolean; netAdmin: boolean }): KernelFacts => ({ ...A, capabilities: known(c, 'test') });
+    const none = { netBindService: false, sysAdmin: false, sysResource: false, netAdmin: false };
+    const root = { netBindService: true, sysAdmin: true, sysResource: true, netAdmin: true };
+    const user = limits({ facts: caps(none), to: ['127.0.0.1:7000-7099'] });
+    assert.equal(c(user, 'fd-host').limit, FD_HOST_2);
+    assert.match(c(user, 'fd-host').remedy, /needs root: CAP_SYS_ADMIN/);
+    assert.match(c(user, 'ephemeral-ports').remedy, /needs root: CAP_NET_ADMIN/);
+    const admin = limits({ facts: caps(root), to: ['127.0.0.1:7000-7099'] });
+    // alloc_empty_file() holds only unprivileged processes to fs.file-max.
+    assert.equal(c(admin, 'fd-host').limit, null);
+    assert.match(c(admin, 'fd-host').detail, /CAP_SYS_ADMIN/);
+    assert.notEqual(admin.host.binding, 'fd-host');
+    assert.doesNotMatch(c(admin, 'ephemeral-ports').remedy, /needs root/);
+    // No capability exempts a process from memory or conntrack; the detail says so.
+    assert.match(c(admin, 'memory').detail, /no capability exempts/);
+    // Explicit ports: from 1 with CAP_NET_BIND_SERVICE, from ip_unprivileged_port_start (1024) without.
+    const low = limits({ facts: caps({ ...none, netBindService: true }), strategy: 'explicit', to: ['127.0.0.1:7000'] });
+    assert.equal(low.constraints[0].limit, 65_535 - 5); // every port but the 5 listened on
+    const high = limits({ facts: caps(none), strategy: 'explicit', to: ['127.0.0.1:7000'] });
+    assert.equal(high.constraints[0].limit, EXPLICIT);
+    assert.match(high.constraints[0].detail, /needs CAP_NET_BIND_SERVICE/);
+  });
+
   it('unknown facts give null limits without throwing', () => {
     const facts = readKernelFacts({ root: HOST_MISSING, interfaces: [] });
     let l!: Limits;

@@ -20,7 +20,14 @@ function run(...args: string[]): { status: number | null; stdout: string; stderr
 describe('parsePortsArgs', () => {
   it('defaults: one scan, no filter, no threshold', () => {
     const a = parsePortsArgs([]);
-    assert.deepEqual({ ...a, to: a.to.length }, { help: false, json: false, top: null, states: undefined, to: 0, warn: null, mode: { kind: 'once' }, durationS: null });
+    assert.deepEqual({ ...a, to: a.to.length }, { help: false, json: false, top: null, states: undefined, to: 0, warn: null, mode: { kind: 'once' }, durationS: null, strategy: null });
+  });
+
+  it('--strategy: with --watch only, for its churn ceiling', () => {
+    assert.equal(parsePortsArgs(['--watch', '--strategy', 'bind']).strategy, 'bind');
+    assert.equal(parsePortsArgs(['--watch']).strategy, null);
+    assert.throws(() => parsePortsArgs(['--strategy', 'bind']), (e: unknown) => e instanceof InvalidArgumentError && /--strategy bind applies to --watch only/.test(e.message));
+    assert.throws(() => parsePortsArgs(['--watch', '--strategy', 'nope']), (e: unknown) => e instanceof InvalidArgumentError && /'nope'/.test(e.message));
   });
 
   it('--watch takes an optional interval', () => {

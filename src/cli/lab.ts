@@ -123,7 +123,7 @@ export function renderStatus(s: LabStatus): string {
 /** Renders `lab run`. */
 export function renderRun(r: LabRunResult): string {
   const lines = [
-    `Held ${num(r.held)} connections through the lab (the server accepted ${r.serverPeak === null ? '?' : num(r.serverPeak)}); model ${r.predicted === null ? '?' : num(r.predicted)} (target ${num(r.target)}, clients ${r.model.clients === null ? '?' : num(r.model.clients)}, NAT pool ${r.model.natPool === null ? 'none' : num(r.model.natPool)}).`,
+    `Held ${num(r.held)} connections through the lab (the server: ${r.serverEstablished === null ? '?' : num(r.serverEstablished)} established at once, ${r.serverPeak === null ? '?' : num(r.serverPeak)} of them accepted); model ${r.predicted === null ? '?' : num(r.predicted)} (target ${num(r.target)}, clients ${r.model.clients === null ? '?' : num(r.model.clients)}, NAT pool ${r.model.natPool === null ? 'none' : num(r.model.natPool)}).`,
     `Stopped by: ${r.stoppedBy.id ?? 'nothing'}${r.stoppedBy.where ? ` (${r.stoppedBy.where})` : ''}: ${r.stoppedBy.words}.`,
   ];
   if (r.nat) {

@@ -1,7 +1,10 @@
 /** `fourtuple limits`: the host's ceiling predicted from the live kernel. */
 import { readKernelFacts, readOccupants } from '../kernel/facts.js';
 import { occupantFilter } from '../model/pool.js';
-import { computeLimits, type LimitsInput } from '../model/limits.js';
+import { computeLimits, type Limits, type LimitsInput } from '../model/limits.js';
+import { type Churn, churnCeiling } from '../model/churn.js';
+import { isLoopback } from '../model/address.js';
+import type { KernelFacts } from '../kernel/facts.js';
 import { limitsJson, renderLimits } from '../report/limits.js';
 import { checkSources, reuseAddrOption, describeEndpoints, endpointsOption, intOption, parseOptions, localSourcesOption, strategyOption } from './args.js';
 import { InvalidArgumentError } from '../errors.js';
@@ -110,10 +113,22 @@ export function runLimits(argv: string[], out: (s: string) => void): number {
   const base = computeLimits({ ...opts.input, acceptQueue: queue, facts, localAddresses, occupants });
   const limits = opts.nat ? withNat(base, opts.nat) : base;
   const target = opts.input.destinations.length ? describeEndpoints(opts.input.destinations) : 'one destination';
+  const churn = churnOf(limits, facts, opts.input);
   if (opts.json) {
-    out(JSON.stringify(limitsJson(limits, facts, { sources: opts.input.sources, destinations: opts.input.destinations.map((d) => describeEndpoints([d])) }), null, 2));
+    out(JSON.stringify(limitsJson(limits, facts, { sources: opts.input.sources, destinations: opts.input.destinations.map((d) => describeEndpoints([d])) }, churn), null, 2));
   } else {
-    out(renderLimits(limits, target));
+    out(renderLimits(limits, target, churn));
   }
   return 0;
+}
+
+/**
+ * The churn ceiling of the pools `limits` found: loopback when every
+ * destination is (the general case is a remote one); bind(address, 0) has a
+ * pool per source address, the others one per (source, destination).
+ */
+function churnOf(limits: Limits, facts: KernelFacts, input: LimitsOptions['input']): Churn {
+  const loopback = input.destinations.length > 0 && input.destinations.every((d) => d.addresses.every(isLoopback));
+  const pools = limits.strategy === 'bind' ? limits.sourceCount : limits.sourceCount * limits.destinationCount;
+  return churnCeiling({ facts, strategy: limits.strategy, portsPerPool: limits.portsPerDestination, loopback, pools, reuseAddr: input.reuseAddr });
 }

@@ -2,11 +2,15 @@
 import { InvalidArgumentError } from '../errors.js';
 import { TCP_ESTABLISHED, TCP_NEW_SYN_RECV, TCP_STATES } from '../kernel/linux.js';
 import { formatEndpoint, normalizeAddress, type Endpoints } from '../model/address.js';
-import { destinationKey, overThreshold, STATE } from '../model/port-pressure.js';
-import { scanPorts, type PortScan, type PortScanOptions } from '../engine/port-scan.js';
+import { overThreshold, STATE } from '../model/port-pressure.js';
+import { churnSettings, destinationCeilings } from '../model/churn.js';
+import { ScanHistory } from '../model/scan-history.js';
+import type { Strategy } from '../model/strategy.js';
+import { readChurnFacts } from '../kernel/facts.js';
+import { scanPorts, type PortScanOptions } from '../engine/port-scan.js';
 import { portsJson, renderPorts, renderWatch } from '../report/ports.js';
 import { oncePerTurn, portsRegistry } from '../report/ports-metrics.js';
-import { endpointsOption, intOption, numberOption, parseOptions } from './args.js';
+import { endpointsOption, intOption, numberOption, parseOptions, strategyOption } from './args.js';
 import { MetricsServer } from './metrics-server.js';
 import { RunUntil } from './run-until.js';
 
@@ -22,7 +26,7 @@ export const PORTS_DEFAULTS = {
 
 /** Usage text. */
 export const PORTS_HELP = `Usage: fourtuple ports [--top N] [--state S,...] [--to ADDR:PORTS ...] [--json] [--warn PERCENT]
-                      [--watch [SECONDS]] [--prometheus ADDR:PORT] [--duration S]
+                      [--watch [SECONDS] [--strategy S]] [--prometheus ADDR:PORT] [--duration S]
 
 Reads the kernel's socket table (a BPF iterator where allowed, as root; else
 netlink sock_diag; /proc/net/tcp as fallback) and shows, per destination (source address, destination address, destination
@@ -37,8 +41,15 @@ first line names the destination closest to running out.
   --json               print one JSON object (with --watch: one per line per refresh)
   --warn PERCENT       exit 3 when a destination uses at least PERCENT of its ports (for cron
                        and health checks); with --watch, highlight those rows instead
-  --watch [SECONDS]    redraw every SECONDS (default ${PORTS_DEFAULTS.watchS}) with the trend per destination and
-                       the time until exhaustion at the recent rate, until Ctrl-C or --duration
+  --watch [SECONDS]    redraw every SECONDS (default ${PORTS_DEFAULTS.watchS}) with the trend per destination, the
+                       time until exhaustion at the recent rate, the new connections per second
+                       (NEW/S: sockets on ports the previous scan did not see) and the churn ceiling
+                       (CEILING/S: new connections per second the pool sustains when this host closes
+                       first, its ports held 60 s in TIME_WAIT; none: TIME_WAIT sets no ceiling),
+                       until Ctrl-C or --duration
+  --strategy S         with --watch: how the clients choose their source, for CEILING/S: auto (the
+                       default; explicit for a destination reached from ports outside the range),
+                       bind (bind(ip, 0): one pool per source address), nopo, explicit
   --prometheus ADDR:PORT  serve /metrics on ADDR:PORT (a port alone: 127.0.0.1), one scan
                        per scrape, until Ctrl-C or --duration
   --duration S         stop --watch or --prometheus after S seconds
@@ -58,6 +69,7 @@ const OPTIONS = {
   watch: { type: 'string' },
   prometheus: { type: 'string' },
   duration: { type: 'string' },
+  strategy: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -75,6 +87,8 @@ export interface PortsArgs {
   readonly warn: number | null;
   readonly mode: PortsMode;
   readonly durationS: number | null;
+  /** --strategy for the watch view's churn ceiling; null: auto (explicit for ports outside the range). */
+  readonly strategy: Strategy | null;
 }
 
 const STATE_ALIASES: Readonly<Record<string, number>> = { ESTAB: STATE.ESTABLISHED };
@@ -126,6 +140,7 @@ export function parsePortsArgs(argv: string[]): PortsArgs {
     mode = { kind: 'prometheus', ...listenOption(v.prometheus) };
   }
   if (v.duration !== undefined && mode.kind === 'once') throw new InvalidArgumentError(`--duration ${v.duration} applies to --watch and --prometheus only`);
+  if (v.strategy !== undefined && mode.kind !== 'watch') throw new InvalidArgumentError(`--strategy ${v.strategy} applies to --watch only (its churn ceiling)`);
   return {
     help: v.help ?? false,
     json: v.json ?? false,
@@ -135,6 +150,7 @@ export function parsePortsArgs(argv: string[]): PortsArgs {
     warn,
     mode,
     durationS: v.duration === undefined ? null : numberOption('--duration', v.duration, 0, 0.1, 31_536_000),
+    strategy: v.strategy === undefined ? null : strategyOption(v.strategy, 'auto'),
   };
 }
 
@@ -157,32 +173,25 @@ export async function runPorts(argv: string[], out: (s: string) => void): Promis
   return a.warn !== null && overThreshold(scan.report, a.warn).length > 0 ? 3 : 0;
 }
 
-/** Change of `used` per second for every destination of `scan` since `prev`. */
-function ratesSince(scan: PortScan, prev: { at: number; used: Map<string, number> } | undefined): Map<string, number> {
-  const rates = new Map<string, number>();
-  if (!prev) return rates;
-  const dt = (scan.at - prev.at) / 1000;
-  if (dt <= 0) return rates;
-  for (const d of scan.report.destinations) {
-    const key = destinationKey(d);
-    rates.set(key, (d.used - (prev.used.get(key) ?? 0)) / dt);
-  }
-  return rates;
-}
-
 async function runWatch(a: PortsArgs, intervalS: number, out: (s: string) => void): Promise<number> {
   const run = new RunUntil(a.durationS);
   const tty = process.stdout.isTTY === true && !a.json;
-  let prev: { at: number; used: Map<string, number> } | undefined;
+  const history = new ScanHistory();
   try {
     while (!run.stopped) {
       const scan = scanPorts(scanOptions(a));
-      const rates = ratesSince(scan, prev);
-      prev = { at: scan.at, used: new Map(scan.report.destinations.map((d) => [destinationKey(d), d.used])) };
+      const { trend: rates, newPerSecond } = history.update(scan.report.destinations, scan.at);
+      const facts = readChurnFacts();
+      const churn = {
+        strategy: a.strategy,
+        newPerSecond,
+        ceilingOf: destinationCeilings(facts, a.strategy, scan.report.destinations.length),
+        settings: churnSettings(facts),
+      };
       if (a.json) {
-        out(JSON.stringify({ at: new Date(scan.at).toISOString(), ...portsJson(scan, { top: a.top, warn: a.warn, rates }) }));
+        out(JSON.stringify({ at: new Date(scan.at).toISOString(), ...portsJson(scan, { top: a.top, warn: a.warn, rates, churn }) }));
       } else {
-        const view = renderWatch(scan, { top: a.top ?? PORTS_DEFAULTS.top, warn: a.warn, ansi: tty, rates, intervalS });
+        const view = renderWatch(scan, { top: a.top ?? PORTS_DEFAULTS.top, warn: a.warn, ansi: tty, rates, churn, intervalS });
         out(tty ? `\x1b[H\x1b[2J${view}` : `${view}\n`);
       }
       await run.sleep(intervalS * 1000);

@@ -4,6 +4,7 @@ import { InvalidArgumentError } from '../errors.js';
 import { probeJson, renderProbe, renderProgress } from '../report/probe.js';
 import { writeFileSync } from 'node:fs';
 import { renderHtml } from '../report/html.js';
+import { churnRun, renderChurn } from './churn.js';
 import { checkSources, reuseAddrOption, checkWritable, endpointsOption, intOption, numberOption, parseOptions, localSourcesOption, sourcesOption, strategyOption } from './args.js';
 
 /** Usage text; `load` is the same engine without the sink. */
@@ -35,6 +36,10 @@ ${command === 'probe' ? `  --sink queue|accept  how the embedded sink holds the 
   --close rst|fin   how to close: rst leaves no TIME_WAIT (default), fin is a normal close
   --parallel P      client processes ramping at once (default ${PROBE_DEFAULTS.parallel})
   --reuseaddr yes|no  with --strategy bind: SO_REUSEADDR before bind(ip, 0) or not (default yes)
+${command === 'load' ? `  --churn R         short-lived connections instead: R new ones per second to the time bound, each
+                    closed by this side first (FIN: its 4-tuple stays here in TIME_WAIT); says when
+                    the first connect failed and why, beside the model's churn ceiling
+` : ''}
   --on-worker-death continue|stop   what a dead client process does to the run (default continue)
   --report FILE     also write a self-contained HTML report with charts
   --json            print one JSON object (no progress line); 'fourtuple report' turns it into HTML
@@ -55,6 +60,7 @@ const OPTIONS = {
   sink: { type: 'string' },
   'on-worker-death': { type: 'string' },
   reuseaddr: { type: 'string' },
+  churn: { type: 'string' },
   'worker-nofile': { type: 'string' },
   json: { type: 'boolean' },
   report: { type: 'string' },
@@ -67,6 +73,8 @@ export interface ProbeArgs {
   readonly json: boolean;
   /** Where to write the HTML report, checked writable before the run. */
   readonly report?: string;
+  /** load --churn R: new connections per second, each closed at once (undefined: hold them, as usual). */
+  readonly churn?: number;
   readonly options: ProbeOptions;
 }
 
@@ -85,6 +93,11 @@ export function parseProbeArgs(command: 'probe' | 'load', argv: string[], where:
   const strategy = strategyOption(v.strategy, from.length ? 'nopo' : PROBE_DEFAULTS.strategy);
   checkSources(strategy, from, to, v.from);
   const reuseAddr = reuseAddrOption(v.reuseaddr, strategy);
+  const churn = v.churn === undefined ? undefined : intOption('--churn', v.churn, 0, 1, 1_000_000);
+  if (churn !== undefined && command === 'probe') throw new InvalidArgumentError("--churn is for load: probe holds its connections; 'fourtuple load --churn R --to ADDR:PORT' opens and closes them at R per second");
+  if (churn !== undefined && (v.report !== undefined || v.hold !== undefined || v.connections !== undefined)) {
+    throw new InvalidArgumentError(`--churn ${churn} runs at a rate to the time bound: it takes no ${v.report !== undefined ? '--report' : v.hold !== undefined ? '--hold' : '--connections'}`);
+  }
   if (v.report !== undefined) checkWritable(v.report, '--report');
   const sinkMode = v.sink;
   if (sinkMode !== undefined && command === 'load') throw new InvalidArgumentError(`--sink ${sinkMode} is for probe: load connects to an existing server`);
@@ -93,6 +106,7 @@ export function parseProbeArgs(command: 'probe' | 'load', argv: string[], where:
     help: v.help ?? false,
     json: v.json ?? false,
     report: v.report,
+    churn,
     options: {
       command: ['fourtuple', command, ...argv],
       connections,
@@ -125,6 +139,7 @@ export async function runProbe(command: 'probe' | 'load', argv: string[], out: (
     out(probeHelp(command));
     return 0;
   }
+  if (args.churn !== undefined) return churnCommand(args.options, args.churn, args.json, out);
   const probe = new Probe(args.options);
   const tty = process.stderr.isTTY && !args.json;
   if (tty) {
@@ -166,6 +181,28 @@ export async function runProbe(command: 'probe' | 'load', argv: string[], out: (
       return 1;
     }
     return reportError ? 1 : 0;
+  } finally {
+    for (const s of signals) process.off(s, onSignal);
+  }
+}
+
+/** `load --churn R`: runs to the time bound; a first signal ends it and still reports, exit 128 + its number. */
+async function churnCommand(options: ProbeOptions, rate: number, json: boolean, out: (s: string) => void): Promise<number> {
+  const abort = new AbortController();
+  let signalled: NodeJS.Signals | null = null;
+  const onSignal = (sig: NodeJS.Signals): void => {
+    if (signalled !== null) process.exit(SIGNAL_EXIT[signalled] ?? 130);
+    signalled = sig;
+    abort.abort();
+  };
+  const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+  for (const s of signals) process.on(s, onSignal);
+  const tty = process.stderr.isTTY && !json;
+  try {
+    const report = await churnRun(options, rate, abort.signal, tty ? (s) => process.stderr.write(`\r\x1b[K${s}`) : undefined);
+    if (tty) process.stderr.write('\r\x1b[K');
+    out(json ? JSON.stringify(report, null, 2) : renderChurn(report));
+    return signalled ? (SIGNAL_EXIT[signalled] ?? 130) : 0;
   } finally {
     for (const s of signals) process.off(s, onSignal);
   }

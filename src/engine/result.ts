@@ -35,6 +35,8 @@ export interface ProbeResult {
   readonly target: number;
   readonly held: number;
   readonly predicted: number | null;
+  /** The least the model expects: below `predicted` only where the kernel leaves the last ports to chance (the constraint's detail says why). */
+  readonly predictedMin: number | null;
   readonly ceiling: { readonly connections: number | null; readonly binding: ConstraintId | null; readonly remedy: string };
   readonly stoppedBy: StopReason;
   /** The signal that ended the run (SIGINT, SIGTERM, SIGHUP), or null. */
@@ -157,6 +159,7 @@ export function buildResult(r: RunRecord): ProbeResult {
   }
   const ceiling = r.limits.host;
   const predicted = ceiling.connections === null ? null : Math.min(r.target, ceiling.connections);
+  const predictedMin = ceiling.connectionsMin === null ? predicted : Math.min(r.target, ceiling.connectionsMin);
   const held = r.peak;
   const per = (bytes: number | null): number | null => (held && bytes !== null ? Math.round(bytes / held) : null);
   const top = r.others.cpu?.top;
@@ -164,6 +167,7 @@ export function buildResult(r: RunRecord): ProbeResult {
     target: r.target,
     held,
     predicted,
+    predictedMin,
     ceiling,
     stoppedBy,
     interrupted: r.interrupted,

@@ -134,6 +134,20 @@ export function readKernelFacts(options: ReadFactsOptions = {}): KernelFacts {
   };
 }
 
+/** The few facts the churn ceiling reads (model/churn.ts): cheap sysctl files only, for a view that refreshes. */
+export function readChurnFacts(root = '/'): Pick<KernelFacts, 'tcpTwReuse' | 'tcpTwReuseDelay' | 'tcpTimestamps' | 'tcpMaxTwBuckets' | 'ipAutobindReuse' | 'kernelRelease'> {
+  const ipv4 = (name: string): Fact<number> => readInt(root, `proc/sys/net/ipv4/${name}`);
+  const release = readText(root, 'proc/sys/kernel/osrelease');
+  return {
+    tcpTwReuse: ipv4('tcp_tw_reuse'),
+    tcpTwReuseDelay: ipv4('tcp_tw_reuse_delay'),
+    tcpTimestamps: ipv4('tcp_timestamps'),
+    tcpMaxTwBuckets: ipv4('tcp_max_tw_buckets'),
+    ipAutobindReuse: ipv4('ip_autobind_reuse'),
+    kernelRelease: release.known ? known(release.value.trim(), release.source) : release,
+  };
+}
+
 /** Which allocation features a kernel release has. */
 export function featuresOf(release: string, source = 'kernel release'): Fact<KernelFeatures> {
   const m = /^(\d+)\.(\d+)/.exec(release);

@@ -59,7 +59,14 @@ export interface Verdict {
 /** A lab run. */
 export interface LabRunResult {
   readonly held: number;
+  /** Most connections the server's sink had accepted and held at once. */
   readonly serverPeak: number | null;
+  /**
+   * Most connections established at the server at once, by the kernel's
+   * count in its namespace (accepted or waiting in an accept queue): the
+   * figure to set against the clients' held; sampled every 200 ms.
+   */
+  readonly serverEstablished: number | null;
   readonly predicted: number | null;
   readonly target: number;
   readonly model: { readonly clients: number | null; readonly natPool: number | null };
@@ -120,6 +127,8 @@ export function verdict(input: {
   natPerDestination?: number;
   /** Most connections the server's sink held (accepted) at once. */
   serverPeak?: number | null;
+  /** Most connections established at the server at once (accepted or queued), by the kernel's count. */
+  serverEstablished?: number | null;
 }): Verdict {
   const { held, errors } = input;
   const n = (k: string): number => errors[k] ?? 0;
@@ -155,11 +164,26 @@ export function verdict(input: {
     return { id, where: 'clients', words: `the clients ran out of source ports (EADDRNOTAVAIL ${n('EADDRNOTAVAIL')}, EADDRINUSE ${n('EADDRINUSE')})` };
   }
   if (timeouts > 0) {
-    const queued = input.serverPeak !== undefined && input.serverPeak !== null && held > input.serverPeak ? `; the server accepted ${input.serverPeak}, the other ${held - input.serverPeak} the clients hold sat in its accept queue` : '';
+    // Both figures from the server's side, so a sink slower to accept than the clients to connect is not taken for a full queue.
+    const accepted = input.serverPeak ?? null;
+    const established = input.serverEstablished ?? null;
+    const queued = accepted !== null && established !== null && established > accepted ? `; the server accepted ${accepted}, the other ${established - accepted} established there sat in its accept queue` : '';
     return { id: 'backlog', where: 'server', words: `connects to the server timed out or were refused (ETIMEDOUT ${n('ETIMEDOUT')}, ECONNREFUSED ${n('ECONNREFUSED')}, ECONNRESET ${n('ECONNRESET')})${queued}` };
   }
   const id = input.clientLimitIds.find((x) => x !== null) ?? null;
   return { id, where: id ? 'clients' : null, words: id ? `the clients stopped on ${id}` : 'the time bound ended the run' };
+}
+
+/** The largest number a sampling loop (one number per line on stdout) printed so far. */
+function peakOf(child: ChildProcess): { child: ChildProcess; peak: () => number | null } {
+  let peak: number | null = null;
+  child.stdout?.on('data', (d: Buffer) => {
+    for (const line of d.toString().split('\n')) {
+      const v = Number(line.trim());
+      if (line.trim() && Number.isFinite(v)) peak = Math.max(peak ?? 0, v);
+    }
+  });
+  return { child, peak: () => peak };
 }
 
 /** How often the gateway's whole conntrack table is read for the per-destination pool use. */
@@ -208,20 +232,18 @@ export async function labRun(plan: LabRunPlan, signal?: AbortSignal): Promise<La
       }
       await sleep(100);
     }
-    let peak: number | null = null;
-    const sampler = start([GATEWAY_NS, 'sh', '-c', 'while :; do cat /proc/sys/net/netfilter/nf_conntrack_count 2>/dev/null; sleep 0.2; done']);
-    sampler.stdout?.on('data', (d: Buffer) => {
-      for (const line of d.toString().split('\n')) {
-        const v = Number(line.trim());
-        if (line.trim() && Number.isFinite(v)) peak = Math.max(peak ?? 0, v);
-      }
-    });
+    const conntrackPeak = peakOf(start([GATEWAY_NS, 'sh', '-c', 'while :; do cat /proc/sys/net/netfilter/nf_conntrack_count 2>/dev/null; sleep 0.2; done']));
+    // The server's end by the kernel's count: established sockets in its namespace, accepted or still queued.
+    const serverPeak = peakOf(start([SERVER_NS, 'sh', '-c', 'while :; do ss -Htn state established | wc -l; sleep 0.2; done']));
+    const stopSampling = (): void => {
+      for (const p of [conntrackPeak, serverPeak]) p.child.kill('SIGTERM');
+    };
     const table = status.gateway.nat ? sampleTable() : null;
     const loads: ChildProcess[] = [];
     // A signal to 'lab run' ends the clients' runs (they close and report, as on Ctrl-C) and stops the sampling.
     const onAbort = (): void => {
       for (const l of loads) if (l.exitCode === null && l.signalCode === null) l.kill('SIGTERM');
-      sampler.kill('SIGTERM');
+      stopSampling();
     };
     signal?.addEventListener('abort', onAbort, { once: true });
     const outcomes = await Promise.all(
@@ -241,18 +263,20 @@ export async function labRun(plan: LabRunPlan, signal?: AbortSignal): Promise<La
       }),
     );
     signal?.removeEventListener('abort', onAbort);
-    sampler.kill('SIGTERM');
+    stopSampling();
     const tablePeaks = table ? await table.stop() : [];
     sink.kill('SIGTERM');
     const s = await within<Awaited<typeof sinkDone> | null>(sinkDone, 10_000, null);
-    let serverPeak: number | null = null;
+    let accepted: number | null = null;
     try {
-      serverPeak = s ? (JSON.parse(s.stdout) as { peak: number }).peak : null;
+      accepted = s ? (JSON.parse(s.stdout) as { peak: number }).peak : null;
     } catch {
-      serverPeak = null;
+      accepted = null;
     }
     const maxText = spawnSync('ip', ['netns', 'exec', GATEWAY_NS, 'cat', '/proc/sys/net/netfilter/nf_conntrack_max'], { encoding: 'utf8' });
-    const conntrack = { peak, max: maxText.status === 0 ? Number(maxText.stdout.trim()) : null };
+    const conntrack = { peak: conntrackPeak.peak(), max: maxText.status === 0 ? Number(maxText.stdout.trim()) : null };
+    // What the server held, by its kernel, is at least what its sink accepted (the sampling may miss a short peak).
+    const established = serverPeak.peak() === null ? null : Math.max(serverPeak.peak() as number, accepted ?? 0);
     const reports = outcomes.map((o) => o.report).filter((r): r is ClientReport => r !== null);
     const held = reports.reduce((a, r) => a + r.held, 0);
     const errors: Record<string, number> = {};
@@ -275,11 +299,12 @@ export async function labRun(plan: LabRunPlan, signal?: AbortSignal): Promise<La
     if (failed.length === outcomes.length) throw new LabError(`every client failed: ${failed.map((f) => `${f.namespace}: ${f.failure}`).join('; ')}`, 'FT_LAB_CLIENT');
     return {
       held,
-      serverPeak,
+      serverPeak: accepted,
+      serverEstablished: established,
       predicted: Math.min(...candidates),
       target: targetTotal,
       model: { clients: clientModel, natPool: nat?.ceiling ?? null },
-      stoppedBy: verdict({ held, targetTotal, natCeiling: nat?.ceiling ?? null, conntrack, errors, clientLimitIds: reports.map((r) => r.limit?.id ?? null), natUse: nat?.use, natPerDestination: nat?.perDestination, serverPeak }),
+      stoppedBy: verdict({ held, targetTotal, natCeiling: nat?.ceiling ?? null, conntrack, errors, clientLimitIds: reports.map((r) => r.limit?.id ?? null), natUse: nat?.use, natPerDestination: nat?.perDestination, serverPeak: accepted, serverEstablished: established }),
       errors,
       nat,
       conntrack,

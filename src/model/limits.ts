@@ -4,6 +4,7 @@
  * process and for the host, and the change that lifts it. Pure: no I/O.
  */
 import type { KernelFacts, Listener } from '../kernel/facts.js';
+import type { Capabilities } from '../kernel/procfs.js';
 import type { Fact } from '../kernel/fact.js';
 import { type Endpoints, isLoopback, parsePorts } from './address.js';
 import { KERNEL_BYTES_PER_QUEUED_SOCKET, KERNEL_BYTES_PER_SOCKET } from './costs.js';
@@ -270,7 +271,7 @@ function portConstraint(input: LimitsInput, sources: number, dests: number, gene
   const rangeSize = range.hi - range.lo + 1;
   const eph = ephemeralPool(facts)?.size ?? rangeSize;
   const minus = rangeSize === eph ? '' : ` (${fmt(rangeSize)} in ${range.lo}-${range.hi}, minus ${fmt(rangeSize - eph)} reserved or listened on)`;
-  const widen = `sysctl -w net.ipv4.ip_local_port_range="1024 65535"`;
+  const widen = `sysctl -w net.ipv4.ip_local_port_range="1024 65535"${needs(facts, 'netAdmin')}`;
   if (strategy === 'bind') {
     const relax = facts.ipAutobindReuse.known && facts.ipAutobindReuse.value === 1 && (input.reuseAddr ?? true);
     return c(
@@ -292,10 +293,11 @@ function fdProcess(facts: KernelFacts): Constraint {
   const { soft, hard } = facts.nofile.value;
   const used = facts.openFds.known ? facts.openFds.value : 0;
   const nrOpen = facts.nrOpen.known ? facts.nrOpen.value : null;
+  const raise = can(facts, 'sysResource');
   let remedy: string;
   if (soft < hard) remedy = `ulimit -n ${hard} (the hard limit) gives ${fmt(hard - used)}; beyond that, several processes`;
-  else if (nrOpen !== null && hard < nrOpen) remedy = `raise the hard limit: LimitNOFILE=${nrOpen} in the systemd unit or 'nofile' in /etc/security/limits.conf (up to fs.nr_open = ${fmt(nrOpen)}); or spread the connections over several processes`;
-  else remedy = `spread the connections over several processes (each gets ${fmt(soft)}), or raise fs.nr_open and the hard limit`;
+  else if (nrOpen !== null && hard < nrOpen) remedy = `raise the hard limit: LimitNOFILE=${nrOpen} in the systemd unit or 'nofile' in /etc/security/limits.conf (up to fs.nr_open = ${fmt(nrOpen)})${raise === false ? ', which this process cannot do itself (no CAP_SYS_RESOURCE)' : ''}; or spread the connections over several processes`;
+  else remedy = `spread the connections over several processes (each gets ${fmt(soft)}), or raise fs.nr_open and the hard limit${needs(facts, 'sysAdmin')}`;
   return {
     id: 'fd-process',
     limit: Math.max(0, soft - used),
@@ -305,8 +307,29 @@ function fdProcess(facts: KernelFacts): Constraint {
   };
 }
 
+/** Whether this process has a capability: null when unknown. */
+function can(facts: KernelFacts, cap: keyof Capabilities): boolean | null {
+  return facts.capabilities?.known ? facts.capabilities.value[cap] : null;
+}
+
+/** ' (needs root: CAP_X)' when this process lacks what a remedy needs. */
+function needs(facts: KernelFacts, cap: keyof Capabilities): string {
+  const name = { sysAdmin: 'CAP_SYS_ADMIN', sysResource: 'CAP_SYS_RESOURCE', netAdmin: 'CAP_NET_ADMIN', netBindService: 'CAP_NET_BIND_SERVICE' }[cap];
+  return can(facts, cap) === false ? ` (needs root: ${name}, which this process lacks)` : '';
+}
+
 function fdHost(facts: KernelFacts, descriptors: 1 | 2, sockets: 1 | 2): Constraint {
   if (!facts.fileMax.known) return { id: 'fd-host', limit: null, scope: 'host', detail: `fs.file-max unknown: ${facts.fileMax.reason}`, remedy: '' };
+  // alloc_empty_file() refuses past fs.file-max only a process without CAP_SYS_ADMIN.
+  if (can(facts, 'sysAdmin')) {
+    return {
+      id: 'fd-host',
+      limit: null,
+      scope: 'host',
+      detail: `does not apply to this process: it has CAP_SYS_ADMIN, which the kernel lets open files past fs.file-max ${fmt(facts.fileMax.value)} (an unprivileged process stops there with ENFILE)`,
+      remedy: '',
+    };
+  }
   const max = facts.fileMax.value;
   const inUse = facts.fileNr.known ? facts.fileNr.value.allocated : 0;
   const free = Math.max(0, max - inUse);
@@ -317,7 +340,7 @@ function fdHost(facts: KernelFacts, descriptors: 1 | 2, sockets: 1 | 2): Constra
     limit: Math.floor(free / descriptors),
     scope: 'host',
     detail: `system-wide file table fs.file-max ${fmt(max)}, ${fmt(inUse)} in use${both}`,
-    remedy: `sysctl -w fs.file-max=${Math.max(max * 2, 2_097_152)}`,
+    remedy: `sysctl -w fs.file-max=${Math.max(max * 2, 2_097_152)}${needs(facts, 'sysAdmin')}, or run as root: CAP_SYS_ADMIN is not held to it`,
   };
 }
 
@@ -330,20 +353,20 @@ function memory(facts: KernelFacts, sockets: 1 | 2, perConn: number, perSocket: 
     id: 'memory',
     limit: Math.floor(avail / perConn),
     scope: 'host',
-    detail: `${(avail / 2 ** 30).toFixed(1)} GiB available at about ${(perConn / 1024).toFixed(1)} KiB of kernel memory per idle connection (${what}); the program's own memory per connection comes on top.${tcpMax}`,
+    detail: `${(avail / 2 ** 30).toFixed(1)} GiB available at about ${(perConn / 1024).toFixed(1)} KiB of kernel memory per idle connection (${what}); the program's own memory per connection comes on top; no capability exempts a process.${tcpMax}`,
     remedy: `more memory, or fewer bytes per connection in the program; each idle socket costs about ${(perSocket / 1024).toFixed(1)} KiB of kernel slab`,
   };
 }
 
 function conntrack(facts: KernelFacts): Constraint {
-  const remedy = facts.conntrackMax.known ? `sysctl -w net.netfilter.nf_conntrack_max=${facts.conntrackMax.value * 4}, or exempt this traffic from tracking (nftables 'notrack')` : '';
+  const remedy = facts.conntrackMax.known ? `sysctl -w net.netfilter.nf_conntrack_max=${facts.conntrackMax.value * 4}, or exempt this traffic from tracking (nftables 'notrack')${needs(facts, 'netAdmin')}` : '';
   if (!facts.conntrackMax.known) return { id: 'conntrack', limit: null, scope: 'host', detail: facts.conntrackMax.reason, remedy };
   const max = facts.conntrackMax.value;
   const count = facts.conntrackCount.known ? facts.conntrackCount.value : 0;
   if (count === 0) {
     return { id: 'conntrack', limit: null, scope: 'host', detail: `nf_conntrack loaded but tracking nothing now (no rule uses it); if a rule did, one entry per connection up to nf_conntrack_max ${fmt(max)}`, remedy };
   }
-  return { id: 'conntrack', limit: Math.max(0, max - count), scope: 'host', detail: `connection tracking is active: ${fmt(count)} of nf_conntrack_max ${fmt(max)} entries used, one more per connection`, remedy };
+  return { id: 'conntrack', limit: Math.max(0, max - count), scope: 'host', detail: `connection tracking is active: ${fmt(count)} of nf_conntrack_max ${fmt(max)} entries used, one more per connection; no capability exempts a process`, remedy };
 }
 
 function timeWait(facts: KernelFacts): Constraint {
@@ -372,7 +395,7 @@ function backlog(facts: KernelFacts, queue: LimitsInput['acceptQueue']): Constra
       detail: fixed
         ? `the sink never accepts: each of ${fmt(queue.listeners as number)} listener${queue.listeners === 1 ? '' : 's'} holds ${fmt(queue.perListener)} connections in its accept queue (somaxconn ${smc} + 1), no more`
         : `the sink never accepts: each listener holds ${fmt(queue.perListener)} connections in its accept queue (somaxconn ${smc} + 1), and the probe opens as many listeners as the target needs`,
-      remedy: fixed ? 'more listening ports, sysctl -w net.core.somaxconn=65535, or --sink accept' : '',
+      remedy: fixed ? `more listening ports, sysctl -w net.core.somaxconn=65535${needs(facts, 'netAdmin')}, or --sink accept` : '',
     };
   }
   return {
@@ -380,6 +403,6 @@ function backlog(facts: KernelFacts, queue: LimitsInput['acceptQueue']): Constra
     limit: null,
     scope: 'host',
     detail: `not a cap on held connections: the accepting side queues at most somaxconn ${smc} completed connections per listener (SYN queue ${syn}, syncookies ${cookies}); a faster ramp than its accept() rate gets timeouts`,
-    remedy: 'sysctl -w net.core.somaxconn=65535 and listen() with a larger backlog, or accept faster',
+    remedy: `sysctl -w net.core.somaxconn=65535${needs(facts, 'netAdmin')} and listen() with a larger backlog, or accept faster`,
   };
 }

@@ -1,8 +1,10 @@
 /**
  * Port pressure per destination, aggregated from a stream of socket-table
  * rows. Pure: no I/O. Memory is one small counter object per destination key
- * (source, destination, port), one per listener and one port bitmap (8 KiB)
- * per source address; never a record per socket.
+ * (source, destination, port), one per listener, one port bitmap (8 KiB)
+ * per source address, and the local port of each client-side socket, two
+ * bytes in its destination's array (what the watch view compares between
+ * scans to count new connections); never an object per socket.
  *
  * Client or server side. A socket is on the server side when its local
  * address and port belong to a listener (the same address, or the wildcard
@@ -78,6 +80,14 @@ export interface DestinationPressure {
   /** Source ports inside and outside the ephemeral range (all inside when the range is unknown). */
   readonly inRange: number;
   readonly outOfRange: number;
+  /** The local ports of its sockets, in no order: those not in TIME_WAIT, and those in TIME_WAIT. */
+  readonly localPorts: LocalPorts;
+}
+
+/** Local ports toward one destination (views of one buffer). */
+export interface LocalPorts {
+  readonly live: Uint16Array;
+  readonly timeWait: Uint16Array;
 }
 
 /** One listening address and port (several sockets with SO_REUSEPORT count as one). */
@@ -140,6 +150,10 @@ interface DestCounter {
   readonly states: Uint32Array;
   inRange: number;
   outOfRange: number;
+  /** Local ports: live ones from the front, TIME_WAIT ones from the back. */
+  ports: Uint16Array;
+  live: number;
+  timeWait: number;
 }
 
 interface ListenerCounter {
@@ -234,13 +248,14 @@ export class PortPressure {
     if (!byPort) bySource.set(destination, (byPort = new Map()));
     let d = byPort.get(row.remotePort);
     if (!d) {
-      d = { source, destination, port: row.remotePort, family: familyOfAddress(destination), states: new Uint32Array(TCP_STATES.length), inRange: 0, outOfRange: 0 };
+      d = { source, destination, port: row.remotePort, family: familyOfAddress(destination), states: new Uint32Array(TCP_STATES.length), inRange: 0, outOfRange: 0, ports: new Uint16Array(4), live: 0, timeWait: 0 };
       byPort.set(row.remotePort, d);
       this.#dests.push(d);
     }
     d.states[row.state < TCP_STATES.length ? row.state : 0]++;
     if (inRange) d.inRange++;
     else d.outOfRange++;
+    keepPort(d, row.localPort, row.state === STATE.TIME_WAIT);
   }
 
   #listenerOf(row: TcpRow): ListenerCounter | undefined {
@@ -311,6 +326,7 @@ export class PortPressure {
       states,
       inRange: d.inRange,
       outOfRange: d.outOfRange,
+      localPorts: { live: d.ports.subarray(0, d.live), timeWait: d.ports.subarray(d.ports.length - d.timeWait) },
     };
   }
 
@@ -341,6 +357,18 @@ export class PortPressure {
       memory,
     };
   }
+}
+
+/** Adds a local port to a destination's array, doubling it when full (live ports grow from the front, TIME_WAIT ones from the back). */
+function keepPort(d: DestCounter, port: number, timeWait: boolean): void {
+  if (d.live + d.timeWait === d.ports.length) {
+    const grown = new Uint16Array(d.ports.length * 2);
+    grown.set(d.ports.subarray(0, d.live));
+    grown.set(d.ports.subarray(d.ports.length - d.timeWait), grown.length - d.timeWait);
+    d.ports = grown;
+  }
+  if (timeWait) d.ports[d.ports.length - ++d.timeWait] = port;
+  else d.ports[d.live++] = port;
 }
 
 function headroomOf(used: number, capacity: number | null): number | null {

@@ -1,5 +1,6 @@
 /** Renders the limits model for people (a sentence, then every constraint) and for scripts (JSON). */
 import type { KernelFacts } from '../kernel/facts.js';
+import { type Churn, ratePerSecond } from '../model/churn.js';
 import type { ConstraintId, Limits } from '../model/limits.js';
 import { num } from './format.js';
 
@@ -34,13 +35,24 @@ export function limitsSentence(l: Limits, target: string): string {
   return `One process can open ${bound(p.connections, p.binding, ` connections to ${target}`)}; the host can hold ${bound(h.connections, h.binding)}.`;
 }
 
-/** The human report: sentence, remedy, then the table of constraints. */
-export function renderLimits(l: Limits, target: string): string {
+/** The churn ceiling in one sentence, naming the pool as the strategy draws its ports. */
+export function churnSentence(c: Churn, strategy: Limits['strategy']): string {
+  if (c.perPool === null) return `Churn: ${c.detail}.`;
+  const per = strategy === 'bind' ? 'source address' : '(source, destination)';
+  return `Churn: at most ${ratePerSecond(c.perPool)} new connections per second per ${per} when this host closes first (${c.detail}).`;
+}
+
+/** The human report: sentence, remedy, the churn ceiling when given, then the table of constraints. */
+export function renderLimits(l: Limits, target: string, churn?: Churn): string {
   const out: string[] = [limitsSentence(l, target)];
   if (l.host.remedy) out.push(`To lift the host's ceiling: ${l.host.remedy}.`);
   if (l.serverEnd === 'queue') out.push("Both ends are on this host; the server's end waits in accept queues (the queue sink): one descriptor per connection.");
   else if (l.serverEnd === 'accept') out.push("Both ends are on this host; the server accepts every connection: two descriptors per connection (--sink queue: one).");
   if (l.process.binding !== l.host.binding && l.process.remedy) out.push(`To lift one process's: ${l.process.remedy}.`);
+  if (churn) {
+    out.push(churnSentence(churn, l.strategy));
+    if (churn.remedy) out.push(`To churn faster: ${churn.remedy}.`);
+  }
   out.push('');
   const idW = Math.max(...l.constraints.map((c) => c.id.length));
   const limW = Math.max(11, ...l.constraints.map((c) => num(c.limit).length));
@@ -57,8 +69,8 @@ export function renderLimits(l: Limits, target: string): string {
   return out.join('\n');
 }
 
-/** The `--json` document. */
-export function limitsJson(l: Limits, facts: KernelFacts, target: { sources: readonly string[]; destinations: readonly string[] }): object {
+/** The `--json` document; `churn.perPool` is rounded to two decimals (100 ports ÷ 60 s: 1.67). */
+export function limitsJson(l: Limits, facts: KernelFacts, target: { sources: readonly string[]; destinations: readonly string[] }, churn?: Churn): object {
   return {
     strategy: l.strategy,
     sources: target.sources,
@@ -75,6 +87,7 @@ export function limitsJson(l: Limits, facts: KernelFacts, target: { sources: rea
     descriptorsPerConnection: l.descriptorsPerConnection,
     serverEnd: l.serverEnd,
     constraints: l.constraints.map((c) => ({ id: c.id, limit: c.limit, limitMin: c.limitMin ?? c.limit, scope: c.scope, detail: c.detail, remedy: c.remedy })),
+    ...(churn ? { churn: { ...churn, perPool: churn.perPool === null ? null : Math.round(churn.perPool * 100) / 100 } } : {}),
     facts,
   };
 }

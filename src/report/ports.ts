@@ -3,6 +3,8 @@ import type { PortScan } from '../engine/port-scan.js';
 import { destinationKey, type DestinationPressure, type PortPressureReport } from '../model/port-pressure.js';
 import { KERNEL_BYTES_PER_SOCKET } from '../model/costs.js';
 import { formatEndpoint } from '../model/address.js';
+import { type Churn, type ChurnSettings, ratePerSecond } from '../model/churn.js';
+import type { Strategy } from '../model/strategy.js';
 import { bytes, ms, num, table } from './format.js';
 
 /** Share of a pool past which a destination is "under pressure" when --warn is not given: connect() slows down past half full. */
@@ -18,6 +20,19 @@ export interface PortsRenderOptions {
   readonly ansi?: boolean;
   /** Change of `used` per second since the last scan, by destinationKey (the watch view). */
   readonly rates?: ReadonlyMap<string, number>;
+  /** New connections per second since the last scan and the churn ceiling, by destinationKey (the watch view). */
+  readonly churn?: WatchChurn;
+}
+
+/** The watch view's churn: new connections per second (empty on the first refresh) beside each destination's ceiling. */
+export interface WatchChurn {
+  /** --strategy, or null: auto (explicit for ports outside the range). */
+  readonly strategy: Strategy | null;
+  readonly newPerSecond: ReadonlyMap<string, number>;
+  /** The churn ceiling of a destination. */
+  readonly ceilingOf: (d: DestinationPressure) => Churn;
+  /** The kernel's TIME_WAIT settings the ceilings read. */
+  readonly settings: ChurnSettings;
 }
 
 /** Percent for people, never rounded up (99.96% headroom is not 100%). */
@@ -59,8 +74,8 @@ export function secondsToExhaustion(d: DestinationPressure, perSecond: number | 
   return Math.max(0, d.capacity - d.used) / perSecond;
 }
 
-/** The first line: which destination is closest to running out, or that none is under pressure. */
-export function portsSentence(report: PortPressureReport, options: Pick<PortsRenderOptions, 'warn' | 'rates'>): string {
+/** The first line: which destination is closest to running out, or that none is under pressure; with `churn`, a second line when one churns past its ceiling or reuses a full pool. */
+export function portsSentence(report: PortPressureReport, options: Pick<PortsRenderOptions, 'warn' | 'rates' | 'churn'>): string {
   const top = report.destinations[0];
   if (!top) return `No destination holds a source port: no client-side TCP socket among the ${num(report.totals.sockets)} counted.`;
   const threshold = options.warn ?? DEFAULT_PRESSURE_PERCENT;
@@ -80,7 +95,46 @@ export function portsSentence(report: PortPressureReport, options: Pick<PortsRen
     }
     if (sooner && sooner.d !== top) s += `; ${endpoint(sooner.d.destination, sooner.d.port)} from ${sooner.d.source} runs out sooner, in ${duration(sooner.eta)}`;
   }
-  return `${s}.`;
+  const churn = options.churn && churnLine(report, options.churn);
+  return churn ? `${s}.\n${churn}` : `${s}.`;
+}
+
+/**
+ * The churn line of the watch view: the destination opening new connections
+ * furthest past its churn ceiling; else one whose every port is held with
+ * TIME_WAIT among them, where new connections reuse ports between two scans
+ * (NEW/S cannot see those); undefined when neither.
+ */
+function churnLine(report: PortPressureReport, churn: WatchChurn): string | undefined {
+  let worst: { d: DestinationPressure; rate: number; ceiling: number } | undefined;
+  let full: DestinationPressure | undefined;
+  for (const d of report.destinations) {
+    const rate = churn.newPerSecond.get(destinationKey(d));
+    const ceiling = churn.ceilingOf(d).perPool;
+    if (rate === undefined || ceiling === null) continue;
+    if (rate > ceiling && (!worst || rate / ceiling > worst.rate / worst.ceiling)) worst = { d, rate, ceiling };
+    if (!full && d.capacity !== null && d.used >= d.capacity && d.timeWait > 0) full = d;
+  }
+  const who = (d: DestinationPressure): string => `${endpoint(d.destination, d.port)} from ${d.source}`;
+  if (worst) {
+    const { d, rate, ceiling } = worst;
+    const remedy = churn.ceilingOf(d).remedy;
+    return (
+      `${who(d)} opens ${ratePerSecond(rate)} new connections/s, past its churn ceiling of ${ratePerSecond(ceiling)}/s: ` +
+      `if this host closes them first, TIME_WAIT will hold all its ports${remedy ? `; to churn faster: ${remedy}` : ''}.`
+    );
+  }
+  if (!full) return undefined;
+  const ceiling = churn.ceilingOf(full).perPool as number;
+  return (
+    `${who(full)} has every port held, ${num(full.timeWait)} in TIME_WAIT: new connections get a port only as TIME_WAIT frees or yields one, ` +
+    `${ratePerSecond(ceiling)}/s at most, and NEW/S misses a port reused between two scans.`
+  );
+}
+
+function ceilingCell(d: DestinationPressure, c: Churn): string {
+  if (d.capacity === null) return '-';
+  return c.perPool === null ? 'none' : ratePerSecond(c.perPool);
 }
 
 function otherStates(d: DestinationPressure): string {
@@ -98,7 +152,8 @@ function over(d: DestinationPressure, warn: number | null): boolean {
 function destinationsTable(report: PortPressureReport, o: PortsRenderOptions): string[] {
   const shown = report.destinations.slice(0, o.top);
   const withTrend = o.rates !== undefined;
-  const header = ['SOURCE', 'DESTINATION', 'USED', 'CAPACITY', 'HEADROOM', 'ESTAB', 'TIME_WAIT', ...(withTrend ? ['TREND'] : []), 'OTHER'];
+  const churn = o.churn;
+  const header = ['SOURCE', 'DESTINATION', 'USED', 'CAPACITY', 'HEADROOM', 'ESTAB', 'TIME_WAIT', ...(withTrend ? ['TREND'] : []), ...(churn ? ['NEW/S', 'CEILING/S'] : []), 'OTHER'];
   const rows = shown.map((d) => [
     d.source,
     endpoint(d.destination, d.port),
@@ -108,9 +163,11 @@ function destinationsTable(report: PortPressureReport, o: PortsRenderOptions): s
     num(d.states.ESTABLISHED ?? 0),
     num(d.timeWait),
     ...(withTrend ? [rate(o.rates?.get(destinationKey(d))) || '-'] : []),
+    ...(churn ? newAndCeiling(d, churn) : []),
     otherStates(d),
   ]);
-  const right = new Set([2, 3, 4, 5, 6, ...(withTrend ? [7] : [])]);
+  const extra = (withTrend ? 1 : 0) + (churn ? 2 : 0);
+  const right = new Set([2, 3, 4, 5, 6, ...Array.from({ length: extra }, (_, i) => 7 + i)]);
   const lines = table(header, rows, right).split('\n');
   const out = [lines[0]];
   shown.forEach((d, i) => {
@@ -123,6 +180,12 @@ function destinationsTable(report: PortPressureReport, o: PortsRenderOptions): s
     out.push(`* source ports outside the ephemeral range: bound explicitly, so the capacity is every unprivileged port not reserved or listened on (${num(report.pools.explicit)})`);
   }
   return out;
+}
+
+function newAndCeiling(d: DestinationPressure, churn: WatchChurn): [string, string] {
+  const key = destinationKey(d);
+  const n = churn.newPerSecond.get(key);
+  return [n === undefined ? '-' : ratePerSecond(n), ceilingCell(d, churn.ceilingOf(d))];
 }
 
 function listenersTable(report: PortPressureReport, top: number): string[] {
@@ -186,7 +249,7 @@ function round(n: number | null, digits = 2): number | null {
 }
 
 /** The `--json` document. `top` null: every destination and listener. */
-export function portsJson(scan: PortScan, options: { top: number | null; warn: number | null; rates?: ReadonlyMap<string, number> }): object {
+export function portsJson(scan: PortScan, options: { top: number | null; warn: number | null; rates?: ReadonlyMap<string, number>; churn?: WatchChurn }): object {
   const r = scan.report;
   const top = options.top ?? Number.MAX_SAFE_INTEGER;
   const destinations = r.destinations.slice(0, top).map((d) => ({
@@ -204,6 +267,7 @@ export function portsJson(scan: PortScan, options: { top: number | null; warn: n
     outOfRange: d.outOfRange,
     states: d.states,
     ...(options.rates ? { trend: round(options.rates.get(destinationKey(d)) ?? null) } : {}),
+    ...(options.churn ? churnFields(d, options.churn) : {}),
   }));
   return {
     destinations,
@@ -213,9 +277,20 @@ export function portsJson(scan: PortScan, options: { top: number | null; warn: n
     totals: r.totals,
     pools: r.pools,
     ...(options.warn !== null ? { warn: { percent: options.warn, over: r.destinations.filter((d) => over(d, options.warn)).length } } : {}),
+    ...(options.churn ? { churn: churnSummary(options.churn) } : {}),
     scanMs: round(scan.scanMs, 3),
     source: scan.source,
     rows: scan.rows,
     errors: scan.errors,
   };
+}
+
+/** A destination's `newPerSecond` (null on the first refresh) and `ceilingPerSecond` (null: TIME_WAIT sets none, or unknown). */
+function churnFields(d: DestinationPressure, churn: WatchChurn): { newPerSecond: number | null; ceilingPerSecond: number | null } {
+  return { newPerSecond: round(churn.newPerSecond.get(destinationKey(d)) ?? null), ceilingPerSecond: round(churn.ceilingOf(d).perPool) };
+}
+
+/** What the ceilings assumed: the strategy and the kernel's TIME_WAIT settings. */
+function churnSummary(churn: WatchChurn): object {
+  return { strategy: churn.strategy ?? 'auto', ...churn.settings };
 }
