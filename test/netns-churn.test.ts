@@ -165,7 +165,7 @@ interface LoadChurnDoc {
 function loadChurn(setup: string[], rate: number, seconds: number, extra: string[] = []): LoadChurnDoc {
   // It ends by itself after the run, and holds no pipe of ours (or spawnSync would wait for it).
   const code = `require('net').createServer((s) => { s.on('end', () => s.end()); s.on('error', () => {}); s.resume(); }).listen(7000, '127.0.0.1'); setTimeout(() => process.exit(0), ${(seconds + 5) * 1000})`;
-  const server = `${process.execPath} -e "${code}" < /dev/null > /dev/null 2>&1 & sleep 0.5`;
+  const server = `${process.execPath} -e "${code}" < /dev/null > /dev/null 2>&1 & for i in $(seq 200); do ss -Htln | grep -q ':7000 ' && break; sleep 0.05; done`;
   const r = cliInNetns([RANGE_100, ...setup, server], ['load', '--json', '--churn', String(rate), '--to', '127.0.0.1:7000', '--duration', String(seconds), ...extra]);
   assert.equal(r.status, 0, r.stderr);
   return JSON.parse(r.stdout) as LoadChurnDoc;

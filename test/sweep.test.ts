@@ -29,6 +29,7 @@ test('the generator covers what the sweep promises', () => {
   assert.ok(has((c) => c.listeners.length > 0), 'listeners inside the range');
   assert.ok(has((c) => c.strategy === 'bind' && !c.reuseAddr) && has((c) => c.strategy === 'bind' && c.autobindReuse === 1 && c.reuseAddr), 'bind with and without SO_REUSEADDR, with ip_autobind_reuse');
   assert.ok(has((c) => c.sources.length === 3) && has((c) => c.destinations.length === 3), 'three sources, three destinations');
+  assert.ok(cs.filter((c) => c.churn).length >= 4, 'churn cases: load --churn past the pools');
   // The same seed always gives the same configuration.
   assert.deepEqual(configFor(7), configFor(7));
 });

@@ -93,6 +93,7 @@ export async function churnRun(o: ProbeOptions, rate: number, signal: AbortSigna
 }
 
 const num = (n: number): string => n.toLocaleString('en-US');
+const MAX_IN_FLIGHT_WORDS = '1,024 connects were in flight at once (a slow or silent destination), so the rate fell short';
 
 /** The report for people. */
 export function renderChurn(r: ChurnReport): string {
@@ -102,6 +103,7 @@ export function renderChurn(r: ChurnReport): string {
   const to = r.destinations.length === 1 ? r.destinations[0] : `${num(r.destinations.length)} destinations`;
   const lines = [
     `Churned ${num(c.rate)} new connections/s toward ${to} for ${c.durationS.toFixed(1)} s (strategy ${r.strategy}), each closed by this side first: ${num(c.connected)} connected and closed, ${num(failures)} failed${failed.length ? ` (${failed.map(([k, n]) => `${k} ${num(n)}`).join(', ')})` : ''}.`,
+    ...(c.skipped ? [`${num(c.skipped)} connects were not started on time: ${MAX_IN_FLIGHT_WORDS}.`] : []),
     c.firstFailure ? `First failure at ${c.firstFailure.atS.toFixed(2)} s: ${c.firstFailure.errno} toward ${c.firstFailure.destination}.` : `No connect failed${c.stoppedBy === 'signal' ? ' before the signal' : ' up to the time bound'}.`,
   ];
   const m = r.model;

@@ -95,8 +95,10 @@ export function parseProbeArgs(command: 'probe' | 'load', argv: string[], where:
   const reuseAddr = reuseAddrOption(v.reuseaddr, strategy);
   const churn = v.churn === undefined ? undefined : intOption('--churn', v.churn, 0, 1, 1_000_000);
   if (churn !== undefined && command === 'probe') throw new InvalidArgumentError("--churn is for load: probe holds its connections; 'fourtuple load --churn R --to ADDR:PORT' opens and closes them at R per second");
-  if (churn !== undefined && (v.report !== undefined || v.hold !== undefined || v.connections !== undefined)) {
-    throw new InvalidArgumentError(`--churn ${churn} runs at a rate to the time bound: it takes no ${v.report !== undefined ? '--report' : v.hold !== undefined ? '--hold' : '--connections'}`);
+  if (churn !== undefined) {
+    // It runs at its own rate to the time bound and closes each connection at once, FIN first.
+    const clash = (['report', 'hold', 'connections', 'close', 'rate', 'concurrency', 'parallel'] as const).find((k) => v[k] !== undefined);
+    if (clash) throw new InvalidArgumentError(`--churn ${churn} takes no --${clash}: it opens R connections a second to the time bound and closes each at once, FIN first`);
   }
   if (v.report !== undefined) checkWritable(v.report, '--report');
   const sinkMode = v.sink;

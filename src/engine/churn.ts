@@ -3,7 +3,8 @@
  * this side first (FIN), so each leaves its 4-tuple in TIME_WAIT here, as a
  * client that opens a connection per request does. It runs to its time bound
  * and says when the first connect failed and why: a rate above the pools'
- * churn ceiling runs out of ports after about pool ÷ (R − ceiling) seconds.
+ * churn ceiling runs out of ports after pool ÷ R seconds (no closed port
+ * comes back before its TIME_WAIT, or the reuse delay, is over).
  *
  * One process is enough: a rate this loop keeps up with (thousands per
  * second) holds few descriptors at once. Sockets are prepared as the
@@ -14,6 +15,7 @@ import { formatEndpoint } from '../model/address.js';
 import { explicitPorts } from '../model/pool.js';
 import { setsReuseAddr, strategySpec, type Strategy } from '../model/strategy.js';
 import type { Target } from './protocol.js';
+import { InvalidArgumentError } from '../errors.js';
 
 /** What a churn run is asked to do. */
 export interface ChurnOptions {
@@ -58,6 +60,8 @@ export interface ChurnResult {
   /** The first connect that failed: when (seconds since the start), why and toward what; null when none did. */
   readonly firstFailure: { readonly atS: number; readonly errno: string; readonly destination: string } | null;
   readonly timeline: readonly ChurnSecond[];
+  /** Connects not started on time because every slot was in flight (a slow or silent destination): the rate fell short by these. */
+  readonly skipped: number;
   readonly stoppedBy: 'time' | 'signal';
 }
 
@@ -73,6 +77,7 @@ interface Pool {
 
 /** Runs to the time bound (or the signal); never throws for a failed connect. */
 export async function runChurn(o: ChurnOptions): Promise<ChurnResult> {
+  if (!(o.rate > 0) || o.to.length === 0) throw new InvalidArgumentError(`runChurn: expected a rate above 0 and at least one destination (rate ${o.rate}, ${o.to.length} destinations)`);
   const spec = strategySpec(o.strategy);
   const reuse = setsReuseAddr(o.strategy, o.reuseAddr);
   const family = o.to[0].address.includes(':') ? 6 : 4;
@@ -164,6 +169,7 @@ export async function runChurn(o: ChurnOptions): Promise<ChurnResult> {
   };
 
   let stoppedBy: ChurnResult['stoppedBy'] = 'time';
+  let skipped = 0;
   let lastYield = performance.now();
   while (true) {
     const now = elapsed();
@@ -172,10 +178,15 @@ export async function runChurn(o: ChurnOptions): Promise<ChurnResult> {
       break;
     }
     if (now >= o.durationS) break;
-    // Due by now at this rate, less what was launched: the loop catches up after a slow turn.
-    let due = Math.floor(o.rate * now) + 1 - attempts;
-    while (due-- > 0 && free.length > 0) launch(next++ % pools.length);
-    const wait = Math.max(0, Math.min(5, ((attempts / o.rate - now) * 1000) | 0));
+    // Due by now at this rate, less what was launched (and skipped): the loop catches up after a slow turn.
+    let due = Math.floor(o.rate * now) + 1 - attempts - skipped;
+    while (due > 0 && free.length > 0) {
+      launch(next++ % pools.length);
+      due--;
+    }
+    // Every slot in flight: what is due now is skipped, not saved up for a burst when the destination answers again.
+    if (due > 0) skipped += due;
+    const wait = free.length === 0 ? 5 : Math.max(0, Math.min(5, (((attempts + skipped) / o.rate - now) * 1000) | 0));
     set.poll(MAX_IN_FLIGHT, wait);
     const at = performance.now();
     for (let slot = 0; slot < MAX_IN_FLIGHT; slot++) {
@@ -203,5 +214,5 @@ export async function runChurn(o: ChurnOptions): Promise<ChurnResult> {
     ffi.close(fd);
   }
   if (secConnected || secFailed) timeline.push({ t: Math.round(elapsed() * 1000) / 1000, connected: secConnected, failed: secFailed });
-  return { rate: o.rate, durationS: elapsed(), attempts, connected, failed, firstFailure, timeline, stoppedBy };
+  return { rate: o.rate, durationS: elapsed(), attempts, connected, failed, firstFailure, timeline, skipped, stoppedBy };
 }

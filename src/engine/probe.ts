@@ -88,6 +88,8 @@ export class Probe extends EventEmitter {
   #portPairs: number[] = [];
   /** Connections the clients opened that the kernel's table no longer had when the ramp ended. */
   #lostHolding = 0;
+  /** Why held is the clients' count rather than the kernel's, when it is. */
+  #unverified: string | null = null;
   /** Connections lost since the peak (while holding), as the kernel's table says. */
   #lostSincePeak = 0;
 
@@ -455,7 +457,7 @@ export class Probe extends EventEmitter {
     }
     const count = ports ? new Uint32Array(65536) : null;
     let held = 0;
-    scanSockets(
+    const scan = scanSockets(
       (r) => {
         const addrs = byPort.get(r.remotePort);
         if (addrs === undefined || !addrs.has(r.remoteAddress)) return;
@@ -464,6 +466,11 @@ export class Probe extends EventEmitter {
       },
       { states: new Set([TCP_ESTABLISHED]), unreadBytes: false },
     );
+    // A table that could not be read at all (ENFILE past fs.file-max, say): the clients' own count stands, and the report says so.
+    if (scan.rows === 0 && scan.errors.length > 0) {
+      this.#unverified = `the kernel's socket table could not be read (${scan.errors.join('; ')}): held is what the clients opened`;
+      return { held: this.#clients?.held ?? 0, ms: performance.now() - started };
+    }
     if (count) {
       const pairs: number[] = [];
       for (let p = 0; p < 65536; p++) if (count[p]) pairs.push(p, count[p]);
@@ -566,6 +573,7 @@ export class Probe extends EventEmitter {
       workers: { clients: clients?.workers.length ?? 0, holders: clients?.holderPids().length ?? 0, sinks: this.#sink?.workers.length ?? 0, died: this.#died },
       timeline: s.timeline,
       heldPerWorker: clients?.heldPerWorker() ?? [],
+      heldBy: this.#unverified === null ? { source: 'kernel' } : { source: 'clients', why: this.#unverified },
       command: this.#o.command ?? [],
       machine: this.#machine(),
     });

@@ -86,6 +86,8 @@ export interface ProbeResult {
   readonly workers: { readonly clients: number; readonly sinks: number; readonly died: readonly DeadWorker[]; readonly holders?: number };
   readonly timeline: readonly Sample[];
   /** Connections each client worker held at the peak, in start order (the spread across processes). */
+  /** Who counted `held`: the kernel's socket table, or (when it could not be read) the clients, with why. */
+  readonly heldBy: { readonly source: 'kernel' | 'clients'; readonly why?: string };
   readonly heldPerWorker: readonly number[];
   /** What was run and where, so the run can be reproduced. */
   readonly command: readonly string[];
@@ -126,6 +128,7 @@ export interface RunRecord {
   readonly workers: ProbeResult['workers'];
   readonly timeline: readonly Sample[];
   readonly heldPerWorker: readonly number[];
+  readonly heldBy: ProbeResult['heldBy'];
   readonly command: readonly string[];
   readonly machine: Machine;
 }
@@ -204,6 +207,7 @@ export function buildResult(r: RunRecord): ProbeResult {
     workers: r.workers,
     timeline: r.timeline,
     heldPerWorker: r.heldPerWorker,
+    heldBy: r.heldBy,
     command: r.command,
     machine: r.machine,
     rampMs: Math.round((r.peakAt || r.now) - r.rampStart),

@@ -6,7 +6,8 @@
 import { networkInterfaces } from 'node:os';
 import { type Fact, known, unknown } from './fact.js';
 import { type Capabilities, readCapabilities, readInt, readInts, readMeminfo, readNofile, readOpenFds, readText } from './procfs.js';
-import { TCP_LISTEN } from './linux.js';
+import { TCP_LISTEN, TCP_NEW_SYN_RECV, TCP_STATES } from './linux.js';
+import { scanSockets } from './socket-table.js';
 import { scanProcNetTcp } from './proc-net-tcp.js';
 
 /** An address configured on an interface. */
@@ -180,18 +181,23 @@ function readListeners(root: string): Fact<Listener[]> {
   return known(out, 'proc/net/tcp, proc/net/tcp6');
 }
 
+/** Every state but LISTEN (and the request sockets, which hold no port of their own). */
+const HOLDING_STATES: ReadonlySet<number> = new Set(TCP_STATES.map((_, i) => i).filter((s) => s !== 0 && s !== TCP_LISTEN && s !== TCP_NEW_SYN_RECV));
+
 /**
- * Sockets that hold a source port now (every state but LISTEN), from
- * /proc/net/tcp and tcp6, those `keep` wants (the model asks for the ones
- * toward its destinations or on its source addresses); empty when the table
- * cannot be read.
+ * Sockets that hold a source port now, those `keep` wants (the model asks
+ * for the ones toward its destinations or on its source addresses), read
+ * the fastest way this process can (BPF iterator, sock_diag, then /proc);
+ * empty when the table cannot be read.
  */
 export function readOccupants(keep: (o: Occupant) => boolean, root = '/'): Occupant[] {
   const out: Occupant[] = [];
-  scanProcNetTcp(root, (row) => {
-    if (row.state === TCP_LISTEN) return;
-    const o = { localAddress: row.localAddress, localPort: row.localPort, remoteAddress: row.remoteAddress, remotePort: row.remotePort, state: row.state };
-    if (keep(o)) out.push(o);
-  });
+  scanSockets(
+    (row) => {
+      const o = { localAddress: row.localAddress, localPort: row.localPort, remoteAddress: row.remoteAddress, remotePort: row.remotePort, state: row.state };
+      if (keep(o)) out.push(o);
+    },
+    { root, states: HOLDING_STATES, unreadBytes: false },
+  );
   return out;
 }

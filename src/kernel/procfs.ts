@@ -93,5 +93,12 @@ export function readCapabilities(root: string, pid: string | number = 'self'): F
   if (!m) return unknown(`${path}: no CapEff line`, path);
   const eff = BigInt(`0x${m[1]}`);
   const has = (bit: bigint): boolean => ((eff >> bit) & 1n) === 1n;
-  return known({ netBindService: has(CAP_NET_BIND_SERVICE), sysAdmin: has(CAP_SYS_ADMIN), sysResource: has(CAP_SYS_RESOURCE), netAdmin: has(CAP_NET_ADMIN) }, `${path} CapEff`);
+  // fs.file-max and the open-files hard limit are checked with capable(), in the host's user namespace:
+  // capabilities held only inside a container's own user namespace (a uid_map other than the identity) do not count there.
+  const map = readText(root, `proc/${pid}/uid_map`);
+  const initial = !map.known || /^\s*0\s+0\s+4294967295\s*$/.test(map.value);
+  return known(
+    { netBindService: has(CAP_NET_BIND_SERVICE), sysAdmin: initial && has(CAP_SYS_ADMIN), sysResource: initial && has(CAP_SYS_RESOURCE), netAdmin: has(CAP_NET_ADMIN) },
+    `${path} CapEff${initial ? '' : ', in a user namespace of its own'}`,
+  );
 }

@@ -10,7 +10,7 @@ import { InvalidArgumentError, PoolExhaustedError, UnsupportedError } from '../e
 import { featuresOf, readKernelFacts } from '../kernel/facts.js';
 import { sockaddr, setSockaddrPort } from '../kernel/ffi.js';
 import { formatEndpoint, parseAddresses, parsePorts } from '../model/address.js';
-import { explicitPool } from '../model/limits.js';
+import { politeExplicitPool } from '../model/limits.js';
 import { PortSet } from '../model/port-set.js';
 
 /**
@@ -378,7 +378,9 @@ function explicitPorts(ports: string | PortSet | undefined): Uint16Array {
     order = [set];
   } else {
     const facts = readKernelFacts();
-    set = explicitPool(facts);
+    // A library's default stays polite: no port below ip_unprivileged_port_start even for root, and no
+    // reserved port (kept for other programs), though the kernel would allow both (explicitPool).
+    set = politeExplicitPool(facts);
     const eph = facts.portRange.known ? PortSet.range(facts.portRange.value.lo, facts.portRange.value.hi) : new PortSet();
     order = [set.subtract(eph), set.intersect(eph)];
   }

@@ -105,6 +105,12 @@ export function ephemeralPool(facts: KernelFacts): PortSet | null {
   return PortSet.range(lo, hi).subtract(reservedSet(facts)).subtract(listenerPorts(facts));
 }
 
+/** The ports a library picks by default: from ip_unprivileged_port_start, not reserved, not listened on (what explicitPool allows, less what other programs count on). */
+export function politeExplicitPool(facts: KernelFacts): PortSet {
+  const start = facts.unprivilegedPortStart.known ? Math.max(1, facts.unprivilegedPortStart.value) : 1024;
+  return PortSet.range(start, 65535).subtract(reservedSet(facts)).subtract(listenerPorts(facts));
+}
+
 /**
  * Ports a program may bind explicitly toward any destination: from 1 with
  * CAP_NET_BIND_SERVICE (else from ip_unprivileged_port_start), not listened
@@ -207,9 +213,13 @@ function withDestinationListeners(listeners: readonly Listener[], input: LimitsI
   const local = new Set(input.localAddresses ?? []);
   const seen = new Set(listeners.map((l) => `${l.address}|${l.port}`));
   const out = [...listeners];
+  // connect() passes over a listened port whatever the address: one address per port says as much.
+  const portOnly = strategySpec(input.strategy).portPickedBy === 'connect';
   for (const d of input.destinations) {
     const ports = d.ports.intersect(PortSet.range(within.lo, within.hi));
-    const addresses = d.addresses.filter((a) => isLoopback(a) || local.has(a));
+    const locals = d.addresses.filter((a) => isLoopback(a) || local.has(a));
+    const addresses = portOnly ? locals.slice(0, 1) : locals;
+    // Past the cap (bind or explicit to a huge local range), the listeners are left out of the count: a larger prediction, never a smaller one.
     if (ports.isEmpty || addresses.length === 0 || ports.size * addresses.length > MAX_DESTINATION_LISTENERS) continue;
     for (const address of addresses) {
       for (const port of ports) {
@@ -402,7 +412,7 @@ function backlog(facts: KernelFacts, queue: LimitsInput['acceptQueue']): Constra
     id: 'backlog',
     limit: null,
     scope: 'host',
-    detail: `not a cap on held connections: the accepting side queues at most somaxconn ${smc} completed connections per listener (SYN queue ${syn}, syncookies ${cookies}); a faster ramp than its accept() rate gets timeouts`,
+    detail: `not a cap on held connections: the accepting side queues at most somaxconn ${smc} completed connections per listener (SYN queue ${syn}, syncookies ${cookies}); a faster ramp than its accept() rate gets timeouts; listen() caps every process's backlog at somaxconn, privileged or not`,
     remedy: `sysctl -w net.core.somaxconn=65535${needs(facts, 'netAdmin')} and listen() with a larger backlog, or accept faster`,
   };
 }

@@ -26,6 +26,11 @@
  *   CAP_NET_BIND_SERVICE, or from ip_unprivileged_port_start without it;
  *   reserved ports do not apply (they only keep automatic choices away).
  *
+ * What the model cannot see: connect() also passes over a port that another
+ * program bound with bind() for its own outgoing connections (and their
+ * TIME_WAITs), but the socket table does not say how a port was bound, so
+ * only listeners are counted so. Such ports make the kernel allow less.
+ *
  * Pure: no I/O.
  */
 import { type Endpoints, isLoopback, parseIp } from './address.js';
@@ -147,9 +152,18 @@ function destinationCount(input: PoolInput): number {
   return input.destinations.length ? input.destinations.reduce((n, d) => n + d.addresses.length * d.ports.size, 0) : 1;
 }
 
-function isDestination(destinations: readonly Endpoints[], address: string, port: number): boolean {
-  const a = canonical(address);
-  return destinations.some((d) => d.ports.has(port) && d.addresses.some((x) => canonical(x) === a));
+/** A test for "is (address, port) one of these destinations", built once: a /16 of addresses costs a set lookup per socket, not 65,536 comparisons. */
+function destinationTest(destinations: readonly Endpoints[]): (address: string, port: number) => boolean {
+  const groups = destinations.map((d) => ({ ports: d.ports, addresses: new Set(d.addresses.map(canonical)) }));
+  return (address, port) => {
+    let a: string | undefined;
+    for (const g of groups) {
+      if (!g.ports.has(port)) continue;
+      a ??= canonical(address);
+      if (g.addresses.has(a)) return true;
+    }
+    return false;
+  };
 }
 
 /** 4-tuples held per pool: always (max) and until tcp_tw_reuse may take them over (min). */
@@ -159,8 +173,9 @@ interface Held {
 }
 
 /** Occupants toward the destinations, by source (`*`: the kernel picks it, any counts), then by destination. */
-function heldByPool(input: PoolInput, from: number): Map<string, Map<string, Held>> {
+function heldByPool(input: PoolInput, from: number, to = 65535): Map<string, Map<string, Held>> {
   const out = new Map<string, Map<string, Held>>();
+  const isDestination = destinationTest(input.destinations);
   const add = (source: string, o: Occupant): void => {
     let bySource = out.get(source);
     if (!bySource) out.set(source, (bySource = new Map()));
@@ -174,16 +189,29 @@ function heldByPool(input: PoolInput, from: number): Map<string, Map<string, Hel
     if (!reusable) h.busy.add(o.localPort);
   };
   for (const o of input.occupants) {
-    if (o.localPort < from || !isDestination(input.destinations, o.remoteAddress, o.remotePort)) continue;
+    if (o.localPort < from || o.localPort > to || !isDestination(o.remoteAddress, o.remotePort)) continue;
     add('*', o);
     add(canonical(o.localAddress), o);
   }
   return out;
 }
 
-/** The pools of one source that hold 4-tuples already. */
+/** The pools of one source that hold 4-tuples already (a wildcard source's are every source's: connected sockets carry the real address). */
 function heldFor(held: Map<string, Map<string, Held>>, source: string | null): Held[] {
-  return [...(held.get(source === null ? '*' : canonical(source))?.values() ?? [])];
+  return [...(held.get(source === null || isWildcard(source) ? '*' : canonical(source))?.values() ?? [])];
+}
+
+/** A pool with 4-tuples held: the base pool less them, scanned again only where the kernel's edge loss depends on which ports are free. */
+function heldScan(lo: number, hi: number, base: { max: number; min: number; lost: boolean }, ok: (p: number) => boolean, h: Held, parityScan: boolean): { max: number; min: number; lost: boolean } {
+  const n = hi - lo + 1;
+  if (!parityScan || n <= 2 || n % 2 === 0) {
+    let busy = 0;
+    let busyAtFirst = 0;
+    for (const p of h.busy) if (ok(p)) busy++;
+    for (const p of h.busyAtFirst) if (ok(p)) busyAtFirst++;
+    return { max: base.max - busy, min: base.min - busyAtFirst, lost: false };
+  }
+  return scan(lo, hi, (p) => ok(p) && !h.busy.has(p), (p) => ok(p) && !h.busyAtFirst.has(p), parityScan);
 }
 
 function connectPools(input: PoolInput): PoolAnswer {
@@ -192,7 +220,7 @@ function connectPools(input: PoolInput): PoolAnswer {
   const ok = (p: number): boolean => !input.reserved.has(p) && !bound.has(p);
   // Pools in which nothing holds a 4-tuple are all alike: scanned once.
   const base = scan(lo, hi, ok, ok, input.parityScan);
-  const held = heldByPool(input, lo);
+  const held = heldByPool(input, lo, hi);
   let max = 0;
   let min = 0;
   let perPool = 0;
@@ -207,7 +235,7 @@ function connectPools(input: PoolInput): PoolAnswer {
     perPool = Math.max(perPool, base.max);
     lost ||= base.lost;
     for (const h of special) {
-      const r = scan(lo, hi, (p) => ok(p) && !h.busy.has(p), (p) => ok(p) && !h.busyAtFirst.has(p), input.parityScan);
+      const r = heldScan(lo, hi, base, ok, h, input.parityScan);
       max += r.max;
       min += r.min;
       lost ||= r.lost;
@@ -237,16 +265,22 @@ function bindPools(input: PoolInput): PoolAnswer {
   let lost = false;
   let shared = 0;
   let taken = 0;
+  // Sockets in the range by their address, once: a source sees its own address's and the wildcard's (a wildcard source sees all).
+  const byAddress = new Map<string, { listening: number[]; timeWait: number[]; other: number[] }>();
+  const group = (address: string): { listening: number[]; timeWait: number[]; other: number[] } => {
+    const key = isWildcard(address) ? '*' : canonical(address);
+    let g = byAddress.get(key);
+    if (!g) byAddress.set(key, (g = { listening: [], timeWait: [], other: [] }));
+    return g;
+  };
+  for (const l of input.listeners) if (l.port >= lo && l.port <= hi) group(l.address).listening.push(l.port);
+  for (const o of input.occupants) if (o.localPort >= lo && o.localPort <= hi) group(o.localAddress)[twReusable(o, input, true) ? 'timeWait' : 'other'].push(o.localPort);
   for (const s of sourceList(input)) {
     // bind(0) passes over any port a socket on this address (or the wildcard) holds, listening or not.
-    const listening = new Set<number>();
-    const timeWait = new Set<number>();
-    const other = new Set<number>();
-    for (const l of input.listeners) if (l.port >= lo && l.port <= hi && (s === null || sameBind(l.address, s))) listening.add(l.port);
-    for (const o of input.occupants) {
-      if (o.localPort < lo || o.localPort > hi || (s !== null && !sameBind(o.localAddress, s))) continue;
-      (twReusable(o, input, true) ? timeWait : other).add(o.localPort);
-    }
+    const mine = s === null || isWildcard(s) ? [...byAddress.values()] : [byAddress.get(canonical(s)), byAddress.get('*')].filter((g) => g !== undefined);
+    const listening = new Set(mine.flatMap((g) => g.listening));
+    const timeWait = new Set(mine.flatMap((g) => g.timeWait));
+    const other = new Set(mine.flatMap((g) => g.other));
     const held = new Set([...listening, ...timeWait, ...other]);
     taken += held.size - listening.size;
     const free = (p: number): boolean => !input.reserved.has(p) && !held.has(p);
@@ -260,6 +294,8 @@ function bindPools(input: PoolInput): PoolAnswer {
     }
     // ip_autobind_reuse: once the pool is used up, bind(0) returns a port that sockets with SO_REUSEADDR hold (ours, or
     // TIME_WAIT ones, which a bound socket takes over): to every destination but the one it went to first, if any.
+    // One pool is what bind(0) hands out before it relaxes; the stretch below is counted in the total only.
+    perPool = Math.max(perPool, poolMax);
     if (relax) {
       const again = relaxPorts(windows, (p) => !input.reserved.has(p) && !listening.has(p) && !other.has(p));
       let more = 0;
@@ -269,7 +305,6 @@ function bindPools(input: PoolInput): PoolAnswer {
     }
     max += poolMax;
     min += poolMin;
-    perPool = Math.max(perPool, poolMax);
   }
   const notes: string[] = [];
   if (lost) notes.push(oddNote(halves ? hi - half + 1 : size, halves ? 'bind(address, 0) in the upper part of the range' : 'bind(address, 0)'));
@@ -339,7 +374,11 @@ const fmt = (n: number): string => n.toLocaleString('en-US');
  */
 export function occupantFilter(strategy: Strategy, sources: readonly string[], destinations: readonly Endpoints[]): (o: Occupant) => boolean {
   const src = new Set(sources.map(canonical));
-  return (o) => isDestination(destinations, o.remoteAddress, o.remotePort) || (strategySpec(strategy).portPickedBy === 'bind' && (src.size === 0 || src.has(canonical(o.localAddress)) || isWildcard(o.localAddress)));
+  // bind(0) on the wildcard (no --from, or 0.0.0.0 / ::) conflicts with a socket on any address.
+  const anySource = src.size === 0 || sources.some(isWildcard);
+  const isDestination = destinationTest(destinations);
+  const bind = strategySpec(strategy).portPickedBy === 'bind';
+  return (o) => isDestination(o.remoteAddress, o.remotePort) || (bind && (anySource || src.has(canonical(o.localAddress)) || isWildcard(o.localAddress)));
 }
 
 /** The explicit pool's ports for a process: every port from `start` (the engine skips the ones bind() refuses). */

@@ -37,6 +37,7 @@ export function renderProbe(r: ProbeResult): string {
   const binding = r.ceiling.binding ? `${CONSTRAINT_WORDS[r.ceiling.binding]} (${r.ceiling.binding})` : 'unknown';
   const range = r.predictedMin !== null && r.predicted !== null && r.predictedMin < r.predicted ? `${num(r.predictedMin)}–${num(r.predicted)} (the kernel leaves the last ports to chance)` : num(r.predicted);
   out.push(`Predicted: ${range} of ${num(r.target)} asked (the model's ceiling for the host: ${num(r.ceiling.connections)}, bound by ${binding}).`);
+  if (r.heldBy?.source === 'clients') out.push(`Note: ${r.heldBy.why}.`);
   if (r.limit) {
     const id = r.limit.id ? `${r.limit.id}: ` : '';
     out.push(`Limit hit: ${id}${r.limit.errno} on ${num(r.limit.count)} attempt${r.limit.count === 1 ? '' : 's'} — ${r.limit.words}.`);

@@ -38,6 +38,13 @@ export interface SweepConfig {
   readonly who: Who;
   /** Addresses to add to lo before the run (v6 ones; 127/8 is on lo already). */
   readonly addresses: readonly string[];
+  /**
+   * After the probe, `load --churn` at the rate that uses the pools up in
+   * 1.5 s against a server that closes when the client does: with
+   * tcp_tw_reuse 0 no port comes back within the run, so exactly the pools
+   * connect, then EADDRNOTAVAIL, when the model says.
+   */
+  readonly churn: boolean;
 }
 
 /** mulberry32: a small, well-mixed 32-bit generator; enough for picking configurations. */
@@ -132,14 +139,18 @@ export function configFor(seed: number): SweepConfig {
   const twReuse = pick([0, 1, 2] as const);
   const timeWait = r() < 0.3 ? int(1, Math.max(1, Math.floor(size / 2))) : 0;
   const addresses = family === 'v6' ? [...dstAddrs, ...srcAddrs] : [];
+  const autobindReuse = pick([0, 1] as const);
+  const reuseAddr = r() < 0.7 || strategy !== 'bind';
+  // Drawn last, so every other setting of a seed is what it was before churn cases existed.
+  const churn = (strategy === 'auto' || strategy === 'nopo') && twReuse === 0 && timeWait === 0 && r() < 0.6;
   return {
     seed,
     family,
     range,
     reserved,
     unprivilegedPortStart,
-    autobindReuse: pick([0, 1] as const),
-    reuseAddr: r() < 0.7 || strategy !== 'bind',
+    autobindReuse,
+    reuseAddr,
     twReuse,
     timeWait,
     listeners,
@@ -148,5 +159,6 @@ export function configFor(seed: number): SweepConfig {
     strategy,
     who,
     addresses,
+    churn,
   };
 }

@@ -16,6 +16,8 @@ const CLI = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
 export interface SweepOutcome {
   limits: { status: number | null; json: unknown; stderr: string };
   probe: { status: number | null; json: unknown; stderr: string };
+  /** load --churn's report (churn configurations only). */
+  churn?: { status: number | null; json: unknown; stderr: string; rate: number };
   /** TIME_WAIT sockets present when the run started. */
   timeWait: number;
   target: number;
@@ -26,10 +28,14 @@ function sysctl(name: string, value: string | number): void {
 }
 
 /** Runs the CLI as the configuration's user; nobody (65534) with or without CAP_NET_BIND_SERVICE. */
-function cli(who: SweepConfig['who'], args: string[], timeoutMs: number): { status: number | null; json: unknown; stderr: string } {
+function asUser(who: SweepConfig['who'], args: string[]): string[] {
   const drop = ['--reuid=65534', '--regid=65534', '--clear-groups'];
   const caps = ['--inh-caps=+net_bind_service', '--ambient-caps=+net_bind_service'];
-  const argv = who === 'root' ? [process.execPath, CLI, ...args] : ['setpriv', ...drop, ...(who === 'caps' ? caps : []), process.execPath, CLI, ...args];
+  return who === 'root' ? [process.execPath, CLI, ...args] : ['setpriv', ...drop, ...(who === 'caps' ? caps : []), process.execPath, CLI, ...args];
+}
+
+function cli(who: SweepConfig['who'], args: string[], timeoutMs: number): { status: number | null; json: unknown; stderr: string } {
+  const argv = asUser(who, args);
   const r = spawnSync(argv[0], argv.slice(1), { encoding: 'utf8', timeout: timeoutMs });
   let json: unknown = null;
   try {
@@ -58,6 +64,52 @@ async function timeWaits(c: SweepConfig, address: string, port: number): Promise
 function countTimeWait(): number {
   const out = execFileSync('ss', ['-Htan', 'state', 'time-wait'], { encoding: 'utf8' });
   return out.split('\n').filter((l) => l.trim() !== '').length;
+}
+
+/** Every (address, port) of the --to values (the generator's forms: one address, one port or a short range). */
+function allDestinations(to: readonly string[]): { address: string; port: number }[] {
+  return to.flatMap((t) => {
+    const m = /^\[?([^\]]+?)\]?:(\d+)(?:-(\d+))?$/.exec(t);
+    if (!m) throw new Error(`bad destination ${t}`);
+    const lo = Number(m[2]);
+    const hi = Number(m[3] ?? m[2]);
+    return Array.from({ length: hi - lo + 1 }, (_, i) => ({ address: m[1], port: lo + i }));
+  });
+}
+
+/**
+ * `load --churn` at the rate that uses `predicted` ports up in 1.5 s, for 3 s,
+ * against servers on the destinations that close as soon as the client does
+ * (so the TIME_WAIT is the client's), run as the configuration's user.
+ */
+async function churnRun(c: SweepConfig, common: string[], predicted: number): Promise<NonNullable<SweepOutcome['churn']>> {
+  const servers: net.Server[] = [];
+  for (const d of allDestinations(c.destinations)) {
+    const srv = net.createServer((s) => {
+      s.on('end', () => s.end());
+      s.on('error', () => {});
+      s.resume();
+    });
+    await new Promise<void>((res, rej) => {
+      srv.once('error', rej);
+      // A deep backlog: a queue that overflowed under load would drop handshakes the client thinks done, and their ports would come back early.
+      srv.listen({ port: d.port, host: d.address, backlog: 4096 }, res);
+    });
+    servers.push(srv);
+  }
+  const rate = Math.ceil(predicted / 1.5);
+  const argv = asUser(c.who, ['load', '--json', '--churn', String(rate), '--duration', '3', ...common]);
+  const r = await new Promise<{ status: number | null; stdout: string; stderr: string }>((res) =>
+    execFile(argv[0], argv.slice(1), { timeout: 30_000 }, (err, stdout, stderr) => res({ status: err ? ((err as { code?: number }).code ?? null) : 0, stdout, stderr })),
+  );
+  for (const s of servers) s.close();
+  let json: unknown = null;
+  try {
+    json = JSON.parse(r.stdout);
+  } catch {
+    json = null;
+  }
+  return { status: r.status, json, stderr: r.stderr.trim().split('\n').slice(-3).join('\n'), rate };
 }
 
 /** The first --to value's first (address, port). */
@@ -100,8 +152,10 @@ async function main(): Promise<void> {
   // Always CAP: a model that predicts too little is caught as surely as one that predicts too much.
   const target = CAP;
   const probe = cli(c.who, ['probe', '--json', '-n', String(target), '--duration', '20', ...common], 60_000);
+  const predicted = (limits.json as { predicted?: number | null } | null)?.predicted ?? null;
+  const churn = c.churn && predicted !== null && predicted > 0 && predicted < CAP ? await churnRun(c, common, predicted) : undefined;
   for (const s of servers) s.close();
-  const out: SweepOutcome = { limits, probe, timeWait: tw, target };
+  const out: SweepOutcome = { limits, probe, timeWait: tw, target, churn };
   process.stdout.write(JSON.stringify(out));
 }
 

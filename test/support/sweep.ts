@@ -45,12 +45,15 @@ interface ProbeJson {
 export function runConfig(config: SweepConfig, timeoutMs = 90_000): Promise<SweepOutcome> {
   const script = fileURLToPath(new URL('./sweep-run.js', import.meta.url));
   return new Promise((resolve, reject) => {
-    const child = spawn('unshare', ['-n', process.execPath, script, JSON.stringify(config)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    // Its own process group: on a timeout the probe it started (and that one's workers) go too.
+    const child = spawn('unshare', ['-n', process.execPath, script, JSON.stringify(config)], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     let out = '';
     let err = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    const timer = setTimeout(() => {
+      if (child.pid !== undefined) process.kill(-child.pid, 'SIGKILL');
+    }, timeoutMs);
     child.on('close', (code, signal) => {
       clearTimeout(timer);
       if (code !== 0) return reject(new Error(`seed ${config.seed}: sweep-run exited ${code ?? signal}: ${err.trim().split('\n').slice(-3).join(' | ')}`));
@@ -87,7 +90,31 @@ export function judge(config: SweepConfig, o: SweepOutcome, ms: number): Verdict
       if (held !== null && held < o.target && held > 0 && limitHit !== binding) problems.push(`the model names ${binding}, the probe hit ${limitHit}`);
     }
   }
+  if (o.churn) problems.push(...judgeChurn(o.churn, predictedMin, predicted));
+  // A TIME_WAIT case that made none tested nothing of TIME_WAIT.
+  if (config.timeWait > 0 && o.timeWait === 0 && (predicted ?? 0) > 0) problems.push(`${config.timeWait} TIME_WAIT asked, none made`);
   return { seed: config.seed, config, predicted, predictedMin, binding, held, limitHit, timeWait: o.timeWait, problems, ms };
+}
+
+interface ChurnJson {
+  churn: { connected: number; firstFailure: { atS: number; errno: string } | null };
+  model: { exhaustionS: number | null };
+}
+
+/** A churn case: before any port comes back (tcp_tw_reuse 0: 60 s), exactly the pools connect, then EADDRNOTAVAIL, when they are used up. */
+function judgeChurn(c: NonNullable<SweepOutcome['churn']>, lo: number | null, hi: number | null): string[] {
+  const j = c.json as ChurnJson | null;
+  if (c.status !== 0 || !j) return [`load --churn ${c.rate} exited ${c.status}: ${c.stderr}`];
+  if (lo === null || hi === null) return [];
+  const out: string[] = [];
+  const n = j.churn.connected;
+  if (n < lo || n > hi) out.push(`load --churn ${c.rate}: the pools hold ${lo === hi ? hi : `${lo}–${hi}`} before a port comes back, ${n} connected`);
+  if (j.model.exhaustionS === null) out.push(`load --churn ${c.rate}: the model says the pools never run out`);
+  const first = j.churn.firstFailure;
+  if (first?.errno !== 'EADDRNOTAVAIL') out.push(`load --churn ${c.rate}: first failure ${first ? first.errno : 'none'}, not EADDRNOTAVAIL`);
+  // Paced by the clock: the pools are used up between lo/rate and hi/rate seconds; a busy machine may add some.
+  else if (first.atS < lo / c.rate - 0.5 || first.atS > hi / c.rate + 1) out.push(`load --churn ${c.rate}: first failure at ${first.atS.toFixed(2)} s, the pools last ${(lo / c.rate).toFixed(2)}–${(hi / c.rate).toFixed(2)} s`);
+  return out;
 }
 
 /** Runs `seeds` with `jobs` namespaces at once; calls `onVerdict` as each ends. */
@@ -123,6 +150,7 @@ export function describe(c: SweepConfig): string {
     c.reuseAddr ? '' : 'no SO_REUSEADDR',
     `tw_reuse ${c.twReuse}`,
     c.timeWait ? `${c.timeWait} TIME_WAIT` : '',
+    c.churn ? 'then load --churn' : '',
     c.listeners.length ? `listeners ${c.listeners.map((l) => `${l.address}:${l.port}`).join(',')}` : '',
     `--strategy ${c.strategy}`,
     ...c.destinations.map((d) => `--to ${d}`),
