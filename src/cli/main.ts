@@ -13,6 +13,7 @@ Commands:
   load      the same engine against an existing server (--to)
   sink      the accepting half on its own (--listen), for runs between two hosts
   report    turn a saved 'probe --json' result into a self-contained HTML report
+  merge     put the reports of a sharded run (--shard I/K --json) together: sums, exact percentiles
   reuse     one source port, many connections: the 4-tuple experiment, from the kernel's socket table
   ports     source ports in use per destination from the kernel's socket table; --watch, --prometheus
   lab       several hosts and a NAT gateway in network namespaces: up, status, run, down
@@ -28,6 +29,7 @@ const COMMANDS: Record<string, () => Promise<Runner>> = {
   load: async () => (await import('./probe.js')).runProbe.bind(null, 'load'),
   sink: async () => (await import('./sink.js')).runSink,
   report: async () => (await import('./report.js')).runReport,
+  merge: async () => (await import('./merge.js')).runMerge,
   reuse: async () => (await import('./reuse.js')).runReuseCommand,
   ports: async () => (await import('./ports.js')).runPorts,
   lab: async () => (await import('./lab.js')).runLab,

@@ -5,7 +5,12 @@ import { probeJson, renderProbe, renderProgress } from '../report/probe.js';
 import { writeFileSync } from 'node:fs';
 import { renderHtml } from '../report/html.js';
 import { churnRun, renderChurn } from './churn.js';
-import { checkSources, reuseAddrOption, checkWritable, endpointsOption, intOption, numberOption, parseOptions, localSourcesOption, sourcesOption, strategyOption } from './args.js';
+import { parseShard, parseStartAt, runIdOf, shardItems, shardShare, type Shard } from '../engine/shard.js';
+import { PortSet } from '../model/port-set.js';
+
+/** Destinations a sharded run may name, counted before they are split. */
+const MAX_SHARD_TARGETS = 1_000_000;
+import { checkSources, expandEndpoints, reuseAddrOption, checkWritable, endpointsOption, intOption, numberOption, parseOptions, localSourcesOption, sourcesOption, strategyOption } from './args.js';
 
 /** Usage text; `load` is the same engine without the sink. */
 export function probeHelp(command: 'probe' | 'load'): string {
@@ -41,6 +46,10 @@ ${command === 'load' ? `  --churn R         short-lived connections instead: R n
                     the first connect failed and why, beside the model's churn ceiling
 ` : ''}
   --on-worker-death continue|stop   what a dead client process does to the run (default continue)
+  --shard I/K       shard I (0..K-1) of a run started K times from the same command line: its share of
+                    the target and of the destinations; the report is tagged for 'fourtuple merge'
+  --start-at T      wait until T (RFC 3339, or +S seconds) before the ramp, so the shards ramp together
+  --run-id ID       the run's id for merge (default: a hash of the command line without --shard)
   --report FILE     also write a self-contained HTML report with charts
   --json            print one JSON object (no progress line); 'fourtuple report' turns it into HTML
 `;
@@ -61,6 +70,9 @@ const OPTIONS = {
   'on-worker-death': { type: 'string' },
   reuseaddr: { type: 'string' },
   churn: { type: 'string' },
+  shard: { type: 'string' },
+  'start-at': { type: 'string' },
+  'run-id': { type: 'string' },
   'worker-nofile': { type: 'string' },
   json: { type: 'boolean' },
   report: { type: 'string' },
@@ -104,6 +116,20 @@ export function parseProbeArgs(command: 'probe' | 'load', argv: string[], where:
   const sinkMode = v.sink;
   if (sinkMode !== undefined && command === 'load') throw new InvalidArgumentError(`--sink ${sinkMode} is for probe: load connects to an existing server`);
   if (sinkMode !== undefined && sinkMode !== 'queue' && sinkMode !== 'accept') throw new InvalidArgumentError(`invalid --sink '${sinkMode}': expected queue or accept`);
+  // One shard of a run: its share of the target and of the destinations (engine/shard.ts), tagged with the run's id.
+  let shard: Shard | undefined;
+  let shardTo = to;
+  let share = connections;
+  if (v.shard !== undefined) {
+    const { index, count } = parseShard(v.shard);
+    const runId = v['run-id'] ?? runIdOf([command, ...argv]);
+    if (!/^[A-Za-z0-9._-]{1,64}$/.test(runId)) throw new InvalidArgumentError(`invalid --run-id '${runId}': letters, digits, '.', '_' and '-', at most 64`);
+    shard = { index, count, runId };
+    share = shardShare(connections, index, count);
+    if (share === 0) throw new InvalidArgumentError(`--shard ${v.shard}: a target of ${connections} leaves shard ${index} of ${count} nothing to do`);
+    if (to.length) shardTo = shardItems(expandEndpoints(to, MAX_SHARD_TARGETS, '--to'), index, count).map((t) => ({ addresses: [t.address], ports: PortSet.of(t.port) }));
+  } else if (v['run-id'] !== undefined) throw new InvalidArgumentError('--run-id goes with --shard I/K');
+  const startAt = v['start-at'] === undefined ? undefined : parseStartAt(v['start-at']);
   return {
     help: v.help ?? false,
     json: v.json ?? false,
@@ -111,10 +137,12 @@ export function parseProbeArgs(command: 'probe' | 'load', argv: string[], where:
     churn,
     options: {
       command: ['fourtuple', command, ...argv],
-      connections,
+      connections: share,
+      shard,
+      startAt,
       durationS: numberOption('--duration', v.duration, defaultDuration(connections), 0.1, 86_400),
       holdS: numberOption('--hold', v.hold, PROBE_DEFAULTS.holdS, 0, 86_400),
-      to,
+      to: shardTo,
       from,
       strategy,
       reuseAddr,

@@ -3,6 +3,7 @@ import { InvalidArgumentError } from '../errors.js';
 import { type Endpoints, familyOf } from '../model/address.js';
 import { isStrategy, type Strategy, strategySpec } from '../model/strategy.js';
 import type { SinkMode } from './plan.js';
+import type { Shard } from './shard.js';
 
 /** Options of a run. */
 export interface ProbeOptions {
@@ -39,6 +40,10 @@ export interface ProbeOptions {
   readonly onWorkerDeath: 'continue' | 'stop';
   /** Give up on one connect after this long. */
   readonly connectTimeoutMs: number;
+  /** One shard of a larger run (--shard I/K): its report is tagged so `fourtuple merge` can put the shards together. */
+  readonly shard?: Shard;
+  /** Unix milliseconds to wait for before the ramp (--start-at), so the shards of a run ramp together. */
+  readonly startAt?: number;
   /** The command line, recorded in the result so the run can be reproduced. */
   readonly command?: readonly string[];
 }

@@ -80,6 +80,8 @@ export class Probe extends EventEmitter {
   #stopReason: StopReason | undefined;
   #stopErrno: string | undefined;
   #started = 0;
+  /** When the ramp began, Unix milliseconds: the shards of a run line up their timelines on it. */
+  #rampStartUnixMs = 0;
   #rampEndedAt = 0;
   #rampEnded: (() => void) | undefined;
   #onCounted: (() => void) | undefined;
@@ -127,6 +129,22 @@ export class Probe extends EventEmitter {
     closeListeners(this.#listeners);
   }
 
+  /** --start-at: waits (a signal ends the wait) until the run's shards all ramp together. */
+  async #waitForStart(): Promise<void> {
+    const at = this.#o.startAt;
+    if (at === undefined) return;
+    const ms = at - Date.now();
+    if (ms <= 0 || this.#abort.signal.aborted) return;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      const stop = (): void => {
+        clearTimeout(timer);
+        resolve();
+      };
+      this.#abort.signal.addEventListener('abort', stop, { once: true });
+    });
+  }
+
   /** Runs to the end; always closes what it opened. */
   async run(): Promise<ProbeResult> {
     if (!ffi.ffiAvailable()) throw new FfiUnavailableError(ffi.ffiUnavailableReason() ?? 'unknown reason');
@@ -138,6 +156,8 @@ export class Probe extends EventEmitter {
       const timeWaitBefore = this.#countRunSockets().timeWait;
       this.#sampler.baseline();
       await this.#startSinks();
+      await this.#waitForStart();
+      this.#rampStartUnixMs = Date.now();
       this.#move('ramp');
       await this.#ramp();
       await this.#countHeld();
@@ -574,6 +594,8 @@ export class Probe extends EventEmitter {
       timeline: s.timeline,
       heldPerWorker: clients?.heldPerWorker() ?? [],
       heldBy: this.#unverified === null ? { source: 'kernel' } : { source: 'clients', why: this.#unverified },
+      run: this.#o.shard ? { id: this.#o.shard.runId, shard: this.#o.shard.index, shards: this.#o.shard.count } : null,
+      rampStartUnixMs: this.#rampStartUnixMs,
       command: this.#o.command ?? [],
       machine: this.#machine(),
     });

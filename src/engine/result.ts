@@ -86,6 +86,12 @@ export interface ProbeResult {
   readonly workers: { readonly clients: number; readonly sinks: number; readonly died: readonly DeadWorker[]; readonly holders?: number };
   readonly timeline: readonly Sample[];
   /** Connections each client worker held at the peak, in start order (the spread across processes). */
+  /** The run this is a shard of (--shard I/K), or null. */
+  readonly run: { readonly id: string; readonly shard: number; readonly shards: number } | null;
+  /** When the ramp began, Unix milliseconds: the timeline's zero, so shards line up. */
+  readonly rampStartUnixMs: number;
+  /** Connect latencies in the fixed log buckets of engine/histogram.ts (20 a decade from 1 µs): shards add exactly. */
+  readonly latencyHistogram: readonly number[];
   /** Who counted `held`: the kernel's socket table, or (when it could not be read) the clients, with why. */
   readonly heldBy: { readonly source: 'kernel' | 'clients'; readonly why?: string };
   readonly heldPerWorker: readonly number[];
@@ -129,6 +135,8 @@ export interface RunRecord {
   readonly timeline: readonly Sample[];
   readonly heldPerWorker: readonly number[];
   readonly heldBy: ProbeResult['heldBy'];
+  readonly run: ProbeResult['run'];
+  readonly rampStartUnixMs: number;
   readonly command: readonly string[];
   readonly machine: Machine;
 }
@@ -208,6 +216,9 @@ export function buildResult(r: RunRecord): ProbeResult {
     timeline: r.timeline,
     heldPerWorker: r.heldPerWorker,
     heldBy: r.heldBy,
+    run: r.run,
+    rampStartUnixMs: r.rampStartUnixMs,
+    latencyHistogram: [...t.latency],
     command: r.command,
     machine: r.machine,
     rampMs: Math.round((r.peakAt || r.now) - r.rampStart),

@@ -1,0 +1,45 @@
+/** `fourtuple merge FILE...`: the shards of one run as one report. */
+import { readFileSync } from 'node:fs';
+import { InvalidArgumentError } from '../errors.js';
+import { mergeReports, renderMerged, type ShardReport } from '../report/merge.js';
+import { parseOptions } from './args.js';
+
+export const MERGE_HELP = `Usage: fourtuple merge FILE... [--json]
+
+Puts the reports of one sharded run together ('probe' or 'load' with
+--shard I/K --json, one file per shard): held, target and predicted add up,
+latency percentiles come from the shards' histograms added bucket by bucket
+(exact), errors add up per errno, the timelines line up on Unix time, and a
+row per shard says what it held and what stopped it. Reports of another run,
+a shard given twice or a missing shard: exit 2, naming them.
+
+  --json   print one JSON object
+`;
+
+const OPTIONS = { json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } as const;
+
+/** Runs the command; returns the exit code. */
+export function runMerge(argv: string[], out: (s: string) => void): number {
+  const { values, positionals } = parseOptions('merge', { args: argv, options: OPTIONS, allowPositionals: true });
+  if (values.help) {
+    out(MERGE_HELP);
+    return 0;
+  }
+  if (positionals.length === 0) throw new InvalidArgumentError("merge needs the shards' report files: fourtuple merge shard-0.json shard-1.json ...");
+  const reports = positionals.map((file) => {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (err) {
+      throw new InvalidArgumentError(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
+    try {
+      return { file, doc: JSON.parse(text) as ShardReport };
+    } catch {
+      throw new InvalidArgumentError(`${file} is not JSON: a 'probe --json' or 'load --json' report was expected`);
+    }
+  });
+  const merged = mergeReports(reports);
+  out(values.json ? JSON.stringify(merged, null, 2) : renderMerged(merged));
+  return 0;
+}
