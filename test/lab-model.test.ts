@@ -102,3 +102,24 @@ test('verdict: a target met is the verdict, whatever failed on the way', () => {
   // Below the target, the same errors are the verdict.
   assert.equal(verdict({ held: 390, targetTotal: 400, natCeiling: null, conntrack: { peak: 390, max: 262144 }, errors: { EADDRNOTAVAIL: 3 }, clientLimitIds: [null, null] }).id, 'ephemeral-ports');
 });
+
+test('limits --hosts K: K hosts of this shape each bring their own pools; a NAT in front is one for all', () => {
+  const run = (...args: string[]): { status: number | null; doc: { host: { connections: number }; portsPerDestination: number; fleet?: { hosts: number; connections: number; binding: string } } | null; stderr: string } => {
+    const r = spawnSync(process.execPath, [CLI, 'limits', '--json', '--to', '10.0.0.5:443', ...args], { encoding: 'utf8' });
+    return { status: r.status, doc: r.status === 0 ? JSON.parse(r.stdout) : null, stderr: r.stderr };
+  };
+  const one = run();
+  assert.equal(one.status, 0, one.stderr);
+  const pool = one.doc?.portsPerDestination as number;
+  // Three hosts: three times one host's pool toward the destination.
+  const three = run('--hosts', '3');
+  assert.deepEqual([three.doc?.fleet?.hosts, three.doc?.fleet?.connections, three.doc?.fleet?.binding], [3, 3 * pool, 'ephemeral-ports']);
+  assert.equal(three.doc?.host.connections, one.doc?.host.connections, 'the per-host answer is unchanged');
+  // Behind a gateway with 2 addresses × 1,000 ports: 2,000 toward the destination, whatever the number of hosts.
+  const natted = run('--hosts', '5', '--nat-addresses', '2', '--nat-ports', '20000-20999');
+  assert.deepEqual([natted.doc?.fleet?.connections, natted.doc?.fleet?.binding], [2000, 'nat-pool']);
+  // Toward this host, more client hosts is another question: refused.
+  const local = spawnSync(process.execPath, [CLI, 'limits', '--to', '127.0.0.1:7000', '--hosts', '2'], { encoding: 'utf8' });
+  assert.equal(local.status, 2);
+  assert.match(local.stderr, /--hosts 2 models client hosts toward remote destinations/);
+});

@@ -8,7 +8,8 @@ import type { KernelFacts } from '../kernel/facts.js';
 import { limitsJson, renderLimits } from '../report/limits.js';
 import { checkSources, reuseAddrOption, describeEndpoints, endpointsOption, intOption, parseOptions, localSourcesOption, strategyOption } from './args.js';
 import { InvalidArgumentError } from '../errors.js';
-import { isNatPreset, NAT_PRESETS, parsePortRange, withNat, type NatGateway } from '../model/nat.js';
+import { fleetAnswer, isNatPreset, NAT_PRESETS, parsePortRange, withNat, type NatGateway } from '../model/nat.js';
+import type { Answer } from '../model/limits.js';
 
 /** Usage text. */
 export const LIMITS_HELP = `Usage: fourtuple limits [--to ADDR:PORTS ...] [--from ADDRS ...] [--strategy auto|bind|nopo|explicit] [--sink accept|queue] [--json]
@@ -35,6 +36,9 @@ that lifts it. Without --to it explains the general case (one destination).
                       64 ports by default); --nat-addresses G multiplies it
   --reuseaddr yes|no  with --strategy bind: whether the program sets SO_REUSEADDR before bind(ip, 0)
                       (default yes); it decides whether ip_autobind_reuse can share ports
+  --hosts K           K client hosts of this shape toward the same (remote) destinations: each has
+                      its own pools, descriptors and memory, a NAT gateway (--nat*) is one for all;
+                      what they hold together ('fleet' in --json), as a sharded probe would
   --json              print one JSON object
 `;
 
@@ -45,6 +49,7 @@ const OPTIONS = {
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
   'nat-addresses': { type: 'string' },
+  hosts: { type: 'string' },
   'nat-ports': { type: 'string' },
   nat: { type: 'string' },
   sink: { type: 'string' },
@@ -58,6 +63,8 @@ export interface LimitsOptions {
   input: Omit<LimitsInput, 'facts' | 'localAddresses'>;
   /** A source-NAT gateway in front of this host, when --nat* was given. */
   nat?: NatGateway;
+  /** --hosts K: K client hosts of this shape (each its own pools; the NAT shared). */
+  hosts?: number;
 }
 
 /** The NAT gateway described by --nat, --nat-addresses and --nat-ports, if any. */
@@ -96,6 +103,7 @@ export function parseLimitsArgs(argv: string[]): LimitsOptions {
       reuseAddr,
     },
     nat: natOption(values),
+    hosts: values.hosts === undefined ? undefined : intOption('--hosts', values.hosts, 1, 1, 100_000),
   };
 }
 
@@ -114,10 +122,13 @@ export function runLimits(argv: string[], out: (s: string) => void): number {
   const limits = opts.nat ? withNat(base, opts.nat) : base;
   const target = opts.input.destinations.length ? describeEndpoints(opts.input.destinations) : 'one destination';
   const churn = churnOf(limits, facts, opts.input);
+  if (opts.hosts !== undefined && limits.serverEnd !== null) throw new InvalidArgumentError(`--hosts ${opts.hosts} models client hosts toward remote destinations: --to ${target} is on this host`);
+  const fleet = opts.hosts === undefined ? undefined : { hosts: opts.hosts, ...fleetAnswer(limits, opts.hosts) };
   if (opts.json) {
-    out(JSON.stringify(limitsJson(limits, facts, { sources: opts.input.sources, destinations: opts.input.destinations.map((d) => describeEndpoints([d])) }, churn), null, 2));
+    const doc = limitsJson(limits, facts, { sources: opts.input.sources, destinations: opts.input.destinations.map((d) => describeEndpoints([d])) }, churn);
+    out(JSON.stringify(fleet ? { ...doc, fleet } : doc, null, 2));
   } else {
-    out(renderLimits(limits, target, churn));
+    out(renderLimits(limits, target, churn) + (fleet ? `\n\n${fleetSentence(fleet)}` : ''));
   }
   return 0;
 }
@@ -131,4 +142,10 @@ function churnOf(limits: Limits, facts: KernelFacts, input: LimitsOptions['input
   const loopback = input.destinations.length > 0 && input.destinations.every((d) => d.addresses.every(isLoopback));
   const pools = limits.strategy === 'bind' ? limits.sourceCount : limits.sourceCount * limits.destinationCount;
   return churnCeiling({ facts, strategy: limits.strategy, portsPerPool: limits.portsPerDestination, loopback, pools, reuseAddr: input.reuseAddr });
+}
+
+/** What K hosts hold together, in one sentence. */
+function fleetSentence(f: Answer & { hosts: number }): string {
+  const n = (v: number | null): string => (v === null ? 'an unknown number of' : v.toLocaleString('en-US'));
+  return `${f.hosts.toLocaleString('en-US')} client hosts of this shape, each with its own pools: ${n(f.connections)} connections together, bound by ${f.binding ?? 'nothing known'}${f.remedy ? `; to lift it: ${f.remedy}` : ''}.`;
 }

@@ -4,7 +4,7 @@
  * Pure: no I/O.
  */
 import { InvalidArgumentError } from '../errors.js';
-import type { Constraint, Limits } from './limits.js';
+import type { Answer, Constraint, Limits } from './limits.js';
 
 /** A source-NAT gateway: how many public addresses, and the ports it maps to on each. */
 export interface NatGateway {
@@ -90,4 +90,25 @@ export function parsePortRange(text: string, what: string): { lo: number; hi: nu
   const hi = m ? Number(m[2] ?? m[1]) : NaN;
   if (!(lo >= 1 && hi <= 65535 && lo <= hi)) throw new InvalidArgumentError(`invalid ${what} '${text}': expected LO-HI, ports from 1 to 65535 with LO <= HI`);
   return { lo, hi };
+}
+
+/**
+ * K client hosts of this shape toward the same destinations: each has its
+ * own ports, descriptors, memory and conntrack (every host-wide constraint
+ * but the NAT pool, times K); a NAT gateway in front of them is one pool for
+ * all (its constraint counts once).
+ */
+export function fleetAnswer(limits: Limits, hosts: number): Answer {
+  let best: { c: Constraint; limit: number } | undefined;
+  let least = Infinity;
+  for (const c of limits.constraints) {
+    if (c.limit === null || c.scope !== 'host') continue;
+    const k = c.id === NAT_POOL ? 1 : hosts;
+    const limit = c.limit * k;
+    if (!best || limit < best.limit) best = { c, limit };
+    least = Math.min(least, (c.limitMin ?? c.limit) * k);
+  }
+  if (!best) return { connections: null, connectionsMin: null, binding: null, remedy: '' };
+  const remedy = best.c.id === NAT_POOL ? best.c.remedy : `more client hosts (each adds its own), or on each: ${best.c.remedy}`;
+  return { connections: best.limit, connectionsMin: least, binding: best.c.id, remedy };
 }
