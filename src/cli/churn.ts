@@ -104,6 +104,7 @@ export function renderChurn(r: ChurnReport): string {
   const lines = [
     `Churned ${num(c.rate)} new connections/s toward ${to} for ${c.durationS.toFixed(1)} s (strategy ${r.strategy}), each closed by this side first: ${num(c.connected)} connected and closed, ${num(failures)} failed${failed.length ? ` (${failed.map(([k, n]) => `${k} ${num(n)}`).join(', ')})` : ''}.`,
     ...(c.skipped ? [`${num(c.skipped)} connects were not started on time: ${MAX_IN_FLIGHT_WORDS}.`] : []),
+    ...(c.timeWaitLeft === null ? [] : [`${num(c.timeWaitLeft)} of them keep their 4-tuple here in TIME_WAIT (60 s)${c.timeWaitLeft < c.connected ? `; ${num(c.connected - c.timeWaitLeft)} ended without one (reset, or closed by the server first) and gave their port back at once` : ''}.`]),
     c.firstFailure ? `First failure at ${c.firstFailure.atS.toFixed(2)} s: ${c.firstFailure.errno} toward ${c.firstFailure.destination}.` : `No connect failed${c.stoppedBy === 'signal' ? ' before the signal' : ' up to the time bound'}.`,
   ];
   const m = r.model;

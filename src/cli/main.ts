@@ -17,6 +17,7 @@ Commands:
   reuse     one source port, many connections: the 4-tuple experiment, from the kernel's socket table
   ports     source ports in use per destination from the kernel's socket table; --watch, --prometheus
   lab       several hosts and a NAT gateway in network namespaces: up, status, run, down
+  k8s       Kubernetes manifests: a sharded load (Indexed Job), a sink, the exporter (DaemonSet)
 
 Run 'fourtuple <command> --help' for a command's options.
 `;
@@ -33,6 +34,7 @@ const COMMANDS: Record<string, () => Promise<Runner>> = {
   reuse: async () => (await import('./reuse.js')).runReuseCommand,
   ports: async () => (await import('./ports.js')).runPorts,
   lab: async () => (await import('./lab.js')).runLab,
+  k8s: async () => (await import('./k8s.js')).runK8s,
 };
 
 // A closed pipe (| head) is the reader's choice, not a failure: end quietly, as ss | head does. The

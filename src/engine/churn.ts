@@ -16,6 +16,8 @@ import { explicitPorts } from '../model/pool.js';
 import { setsReuseAddr, strategySpec, type Strategy } from '../model/strategy.js';
 import type { Target } from './protocol.js';
 import { InvalidArgumentError } from '../errors.js';
+import { scanSockets } from '../kernel/socket-table.js';
+import { TCP_TIME_WAIT } from '../kernel/linux.js';
 
 /** What a churn run is asked to do. */
 export interface ChurnOptions {
@@ -60,6 +62,13 @@ export interface ChurnResult {
   /** The first connect that failed: when (seconds since the start), why and toward what; null when none did. */
   readonly firstFailure: { readonly atS: number; readonly errno: string; readonly destination: string } | null;
   readonly timeline: readonly ChurnSecond[];
+  /**
+   * TIME_WAIT sockets toward the destinations when the run ended, by the
+   * kernel's count: the 4-tuples this side still keeps (null when the table
+   * could not be read). Below `connected` when some connections ended
+   * without one (reset, or closed by the server first).
+   */
+  readonly timeWaitLeft: number | null;
   /** Connects not started on time because every slot was in flight (a slow or silent destination): the rate fell short by these. */
   readonly skipped: number;
   readonly stoppedBy: 'time' | 'signal';
@@ -214,5 +223,19 @@ export async function runChurn(o: ChurnOptions): Promise<ChurnResult> {
     ffi.close(fd);
   }
   if (secConnected || secFailed) timeline.push({ t: Math.round(elapsed() * 1000) / 1000, connected: secConnected, failed: secFailed });
-  return { rate: o.rate, durationS: elapsed(), attempts, connected, failed, firstFailure, timeline, skipped, stoppedBy };
+  const durationS = elapsed();
+  return { rate: o.rate, durationS, attempts, connected, failed, firstFailure, timeline, timeWaitLeft: timeWaitToward(o.to), skipped, stoppedBy };
+}
+
+/** TIME_WAIT sockets toward these destinations now, by the kernel's count; null when the table cannot be read. */
+function timeWaitToward(to: readonly Target[]): number | null {
+  const keys = new Set(to.map((t) => `${t.address}|${t.port}`));
+  let n = 0;
+  const r = scanSockets(
+    (row) => {
+      if (keys.has(`${row.remoteAddress}|${row.remotePort}`)) n++;
+    },
+    { states: new Set([TCP_TIME_WAIT]), unreadBytes: false },
+  );
+  return r.rows === 0 && r.errors.length > 0 ? null : n;
 }

@@ -17,7 +17,7 @@ export interface SweepOutcome {
   limits: { status: number | null; json: unknown; stderr: string };
   probe: { status: number | null; json: unknown; stderr: string };
   /** load --churn's report (churn configurations only). */
-  churn?: { status: number | null; json: unknown; stderr: string; rate: number };
+  churn?: { status: number | null; json: unknown; stderr: string; rate: number; states?: Record<string, number> };
   /** TIME_WAIT sockets present when the run started. */
   timeWait: number;
   target: number;
@@ -102,6 +102,12 @@ async function churnRun(c: SweepConfig, common: string[], predicted: number): Pr
   const r = await new Promise<{ status: number | null; stdout: string; stderr: string }>((res) =>
     execFile(argv[0], argv.slice(1), { timeout: 30_000 }, (err, stdout, stderr) => res({ status: err ? ((err as { code?: number }).code ?? null) : 0, stdout, stderr })),
   );
+  // The sockets the churn left, by state: each connection it made should be here in TIME_WAIT for 60 s.
+  const states: Record<string, number> = {};
+  for (const line of execFileSync('ss', ['-Htan'], { encoding: 'utf8' }).split('\n')) {
+    const st = line.trim().split(/\s+/)[0];
+    if (st) states[st] = (states[st] ?? 0) + 1;
+  }
   for (const s of servers) s.close();
   let json: unknown = null;
   try {
@@ -109,7 +115,7 @@ async function churnRun(c: SweepConfig, common: string[], predicted: number): Pr
   } catch {
     json = null;
   }
-  return { status: r.status, json, stderr: r.stderr.trim().split('\n').slice(-3).join('\n'), rate };
+  return { status: r.status, json, stderr: r.stderr.trim().split('\n').slice(-3).join('\n'), rate, states };
 }
 
 /** The first --to value's first (address, port). */
