@@ -5,6 +5,7 @@ import { LAB_DEFAULTS, validateSpec, type LabSpec } from '../lab/plan.js';
 import { labRun, type LabRunPlan, type LabRunResult } from '../lab/run.js';
 import { labDown, labStatus, labUp, type LabStatus } from '../lab/topology.js';
 import { parsePortRange } from '../model/nat.js';
+import { formatEndpoint } from '../model/address.js';
 import { num } from '../report/format.js';
 import { intOption, parseOptions } from './args.js';
 import { parseProbeArgs } from './probe.js';
@@ -86,7 +87,7 @@ export function parseLabRunArgs(argv: string[]): { json: boolean; plan: LabRunPl
   const base = [...(hasTo ? [] : ['--to', '10.78.0.100:7000']), ...(hasDuration ? [] : ['--duration', String(LAB_RUN_DURATION)]), ...rest];
   const parsed = parseProbeArgs('load', [...base, '--from', '10.77.1.10'], 'elsewhere');
   const o = parsed.options;
-  const listen = o.to.flatMap((e) => e.addresses.map((a) => `${a}:${e.ports.toString()}`));
+  const listen = o.to.flatMap((e) => e.addresses.map((a) => formatEndpoint(a, e.ports.toString())));
   const sockets = o.to.reduce((a, e) => a + e.addresses.length * e.ports.size, 0);
   return {
     json: v.json ?? false,
