@@ -10,8 +10,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { bucketOf, newHistogram, quantile } from '../dist/engine/histogram.js';
 import { parseShard, parseStartAt, runIdOf, shardItems, shardShare } from '../dist/engine/shard.js';
-import { mergeReports, type ShardReport } from '../dist/report/merge.js';
+import { isMergedReport, mergeReports, renderMergedHtml, type ShardReport } from '../dist/report/merge.js';
+import { readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { cliInNetns, netnsUnavailable } from './support/netns.js';
+import { parseSinkArgs } from '../dist/cli/sink.js';
 
 const skip = netnsUnavailable();
 
@@ -122,4 +125,45 @@ test('merge: bad input is one line and exit 2', { skip }, () => {
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('the merged report as a page: merge --report and report of a saved merge give the same self-contained file', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ft-merge-html-'));
+  try {
+    const cli = new URL('../dist/cli/main.js', import.meta.url).pathname;
+    const files = [0, 1, 2].map((i) => {
+      const f = join(dir, `s${i}.json`);
+      writeFileSync(f, JSON.stringify(shard(i, 3, [0.2, 0.4, 1 + i], i === 1 ? { held: 70, limit: { id: 'ephemeral-ports', errno: 'EADDRNOTAVAIL' }, stoppedBy: 'limit' } : {})));
+      return f;
+    });
+    const m = spawnSync(process.execPath, [cli, 'merge', '--json', '--report', join(dir, 'a.html'), ...files], { encoding: 'utf8' });
+    assert.equal(m.status, 0, m.stderr);
+    writeFileSync(join(dir, 'merged.json'), m.stdout);
+    const doc = JSON.parse(m.stdout) as unknown;
+    assert.ok(isMergedReport(doc));
+    const r = spawnSync(process.execPath, [cli, 'report', join(dir, 'merged.json'), '-o', join(dir, 'b.html')], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    const a = readFileSync(join(dir, 'a.html'), 'utf8');
+    assert.equal(readFileSync(join(dir, 'b.html'), 'utf8'), a);
+    assert.equal(a, renderMergedHtml(doc as Parameters<typeof renderMergedHtml>[0]));
+    // A row and a bar per shard, the whole run's headline, nothing fetched.
+    assert.equal((a.match(/<tr><td class="n">/g) ?? []).length, 3);
+    assert.equal((a.match(/>shard \d<\/text>/g) ?? []).length, 3);
+    assert.match(a, /3 shards held 270 of 300/);
+    assert.match(a, /ephemeral-ports/);
+    assert.doesNotMatch(a, /src="http|href="http/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('sink --shard I/K: every K-th listen pair and its share of --max, tagged with the run', () => {
+  const a = parseSinkArgs(['--listen', '127.0.0.1:7000-7005', '--shard', '1/3', '--max', '10']);
+  assert.deepEqual(a.listen.map((l) => l.port), [7001, 7004]);
+  assert.equal(a.max, 3);
+  assert.deepEqual(a.shard && [a.shard.index, a.shard.count], [1, 3]);
+  assert.equal(a.shard?.runId, parseSinkArgs(['--listen', '127.0.0.1:7000-7005', '--shard', '2/3', '--max', '10']).shard?.runId);
+  // Fewer pairs than shards: each shard listens on them all.
+  assert.equal(parseSinkArgs(['--listen', '127.0.0.1:7000', '--shard', '2/3']).listen.length, 1);
+  assert.throws(() => parseSinkArgs(['--listen', '127.0.0.1:7000', '--run-id', 'x']), /--run-id goes with --shard/);
 });

@@ -1,8 +1,8 @@
 /** `fourtuple merge FILE...`: the shards of one run as one report. */
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { InvalidArgumentError } from '../errors.js';
-import { mergeReports, renderMerged, type ShardReport } from '../report/merge.js';
-import { parseOptions } from './args.js';
+import { mergeReports, renderMerged, renderMergedHtml, type ShardReport } from '../report/merge.js';
+import { checkWritable, parseOptions } from './args.js';
 
 export const MERGE_HELP = `Usage: fourtuple merge FILE... [--json]
 
@@ -13,10 +13,11 @@ latency percentiles come from the shards' histograms added bucket by bucket
 row per shard says what it held and what stopped it. Reports of another run,
 a shard given twice or a missing shard: exit 2, naming them.
 
-  --json   print one JSON object
+  --json          print one JSON object
+  --report FILE   also write a self-contained HTML page (the shards together, a bar per shard)
 `;
 
-const OPTIONS = { json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } as const;
+const OPTIONS = { json: { type: 'boolean' }, report: { type: 'string' }, help: { type: 'boolean', short: 'h' } } as const;
 
 /** Runs the command; returns the exit code. */
 export function runMerge(argv: string[], out: (s: string) => void): number {
@@ -26,6 +27,7 @@ export function runMerge(argv: string[], out: (s: string) => void): number {
     return 0;
   }
   if (positionals.length === 0) throw new InvalidArgumentError("merge needs the shards' report files: fourtuple merge shard-0.json shard-1.json ...");
+  if (values.report !== undefined) checkWritable(values.report, '--report');
   const reports = positionals.map((file) => {
     let text: string;
     try {
@@ -41,5 +43,13 @@ export function runMerge(argv: string[], out: (s: string) => void): number {
   });
   const merged = mergeReports(reports);
   out(values.json ? JSON.stringify(merged, null, 2) : renderMerged(merged));
+  if (values.report !== undefined) {
+    try {
+      writeFileSync(values.report, renderMergedHtml(merged));
+    } catch (err) {
+      process.stderr.write(`fourtuple: cannot write the report to ${values.report}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}\n`);
+      return 1;
+    }
+  }
   return 0;
 }

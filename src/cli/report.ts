@@ -2,6 +2,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { InvalidArgumentError } from '../errors.js';
 import { renderHtml } from '../report/html.js';
+import { isMergedReport, renderMergedHtml } from '../report/merge.js';
 import type { ProbeJson } from '../report/probe.js';
 import { checkWritable, parseOptions } from './args.js';
 
@@ -10,7 +11,8 @@ export const REPORT_HELP = `Usage: fourtuple report RUN.json -o FILE.html
 
 Writes the self-contained HTML report (charts, constraints, how to reproduce)
 of a probe saved with 'fourtuple probe --json > RUN.json'. The same run gives
-the same file as 'probe --report'.
+the same file as 'probe --report'. A merged run ('fourtuple merge --json')
+gives its own page: the shards' timeline together and a bar per shard.
 `;
 
 /** Parses argv without running anything. */
@@ -36,8 +38,14 @@ export function runReport(argv: string[], out: (s: string) => void): number {
   } catch (err) {
     throw new InvalidArgumentError(`cannot read run '${args.input}': ${(err as NodeJS.ErrnoException).code ?? (err as Error).message.split('\n')[0]}`);
   }
+  // A merged run (fourtuple merge --json) has its own page: the shards together, and one bar each.
+  if (isMergedReport(doc)) {
+    writeFileSync(args.output, renderMergedHtml(doc));
+    out(`wrote ${args.output}`);
+    return 0;
+  }
   if (!Array.isArray(doc?.timeline) || typeof doc.held !== 'number' || !Array.isArray(doc.constraints)) {
-    throw new InvalidArgumentError(`'${args.input}' is not a saved 'fourtuple probe --json' result`);
+    throw new InvalidArgumentError(`'${args.input}' is not a saved 'fourtuple probe --json' or 'fourtuple merge --json' result`);
   }
   writeFileSync(args.output, renderHtml(doc));
   out(`wrote ${args.output}`);

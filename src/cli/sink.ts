@@ -4,6 +4,7 @@ import { TCP_LISTEN, TCP_TIME_WAIT } from '../kernel/linux.js';
 import { scanProcNetTcp } from '../kernel/proc-net-tcp.js';
 import { InvalidArgumentError } from '../errors.js';
 import { closeListeners, fmtTarget, ListenError, openListener, type Listener } from '../engine/listeners.js';
+import { parseShard, runIdOf, shardItems, shardShare, type Shard } from '../engine/shard.js';
 import { SinkPool } from '../engine/sink-pool.js';
 import { num } from '../report/format.js';
 import { endpointsOption, expandEndpoints, intOption, numberOption, parseOptions } from './args.js';
@@ -23,11 +24,15 @@ SIGINT/SIGTERM; then closes them all and reports. Pair it with
                        server at its capacity, as clients see it (they time out)
   --backlog B          listen() backlog of each socket (default net.core.somaxconn, which also caps it)
   --close rst|fin      how to close at the end (default rst: no TIME_WAIT on either side)
+  --shard I/K          shard I of K sinks started from one command line: every K-th --listen pair
+                       (all of them when there are fewer) and its share of --max; the report is tagged
   --json               print one JSON object at the end
 `;
 
 const OPTIONS = {
   listen: { type: 'string', multiple: true },
+  shard: { type: 'string' },
+  'run-id': { type: 'string' },
   duration: { type: 'string' },
   max: { type: 'string' },
   backlog: { type: 'string' },
@@ -46,6 +51,8 @@ export interface SinkArgs {
   /** listen() backlog; undefined: somaxconn. */
   readonly backlog: number | undefined;
   readonly close: 'rst' | 'fin';
+  /** One shard of a run (--shard I/K): its share of the listen addresses and of --max, and the tag for merge. */
+  readonly shard?: Shard;
 }
 
 /** Parses argv without running anything. */
@@ -53,14 +60,22 @@ export function parseSinkArgs(argv: string[]): SinkArgs {
   const { values: v } = parseOptions('sink', { args: argv, options: OPTIONS });
   const close = v.close ?? 'rst';
   if (close !== 'rst' && close !== 'fin') throw new InvalidArgumentError(`invalid --close '${close}': expected rst or fin`);
-  const listen = expandEndpoints(endpointsOption(v.listen), 4096, '--listen');
-  if (listen.length === 0 && !v.help) throw new InvalidArgumentError("'sink' needs --listen ADDR:PORTS: where to accept connections");
+  const all = expandEndpoints(endpointsOption(v.listen), 4096, '--listen');
+  if (all.length === 0 && !v.help) throw new InvalidArgumentError("'sink' needs --listen ADDR:PORTS: where to accept connections");
+  const max = intOption('--max', v.max, 1_000_000, 1, 10_000_000);
+  // A shard listens on its share of the (address, port) pairs (all of them when there are fewer than K) and holds its share of --max.
+  let shard: Shard | undefined;
+  if (v.shard !== undefined) {
+    const { index, count } = parseShard(v.shard);
+    shard = { index, count, runId: v['run-id'] ?? runIdOf(['sink', ...argv]) };
+  } else if (v['run-id'] !== undefined) throw new InvalidArgumentError('--run-id goes with --shard I/K');
   return {
     help: v.help ?? false,
     json: v.json ?? false,
-    listen,
+    listen: shard ? shardItems(all, shard.index, shard.count) : all,
     durationS: numberOption('--duration', v.duration, 600, 0.1, 86_400),
-    max: intOption('--max', v.max, 1_000_000, 1, 10_000_000),
+    max: shard ? Math.max(1, shardShare(max, shard.index, shard.count)) : max,
+    shard,
     backlog: v.backlog === undefined ? undefined : intOption('--backlog', v.backlog, 0, 1, 65_535),
     close,
   };
@@ -122,7 +137,7 @@ export async function runSink(argv: string[], out: (s: string) => void): Promise
     scanProcNetTcp('/', (r) => {
       if (r.state !== TCP_LISTEN && r.state !== TCP_TIME_WAIT && keys.has(`${r.localAddress}|${r.localPort}`)) left++;
     });
-    const result = { listen: names, peak, durationMs: Math.round(performance.now() - started), errors, workers: pool.workers.length, died, cleanup: { left } };
+    const result = { run: args.shard ? { id: args.shard.runId, shard: args.shard.index, shards: args.shard.count } : null, listen: names, peak, durationMs: Math.round(performance.now() - started), errors, workers: pool.workers.length, died, cleanup: { left } };
     out(args.json ? JSON.stringify(result, null, 2) : `Held at most ${num(peak)} connections on ${names.join(', ')} over ${(result.durationMs / 1000).toFixed(1)} s, in ${pool.workers.length} processes${died ? ` (${died} died)` : ''}; ${left === 0 ? 'all closed' : `${num(left)} still open`}.`);
     return 0;
   } finally {

@@ -145,3 +145,69 @@ export function renderMerged(m: MergedReport): string {
   for (const s of m.shards) lines.push(`${String(s.shard).padStart(5)}  ${`${num(s.held)} / ${num(s.target)}`.padStart(13)}  ${s.stoppedBy.padEnd(10)}  ${(s.limit ?? '-').padEnd(16)}  ${s.file}`);
   return lines.join('\n');
 }
+
+const escHtml = (s: unknown): string => String(s).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+
+/** Whether a saved document is a merged report (`fourtuple merge --json`). */
+export function isMergedReport(doc: unknown): doc is MergedReport {
+  const d = doc as MergedReport | null;
+  return typeof d === 'object' && d !== null && Array.isArray(d.shards) && typeof d.run?.shards === 'number' && typeof d.held === 'number' && Array.isArray(d.timeline);
+}
+
+/** An inline SVG line of (t ms, held) points, 0 at the bottom. */
+function timelineSvg(points: readonly { t: number; held: number }[], w = 720, h = 200): string {
+  if (points.length === 0) return '<p>No timeline.</p>';
+  const maxT = Math.max(1, ...points.map((p) => p.t));
+  const maxH = Math.max(1, ...points.map((p) => p.held));
+  const xy = points.map((p) => `${((p.t / maxT) * (w - 60) + 50).toFixed(1)},${(h - 20 - (p.held / maxH) * (h - 40)).toFixed(1)}`).join(' ');
+  return `<svg role="img" aria-label="held over time, all shards" width="${w}" height="${h}" viewBox="0 0 ${w} ${h}">
+<line x1="50" y1="${h - 20}" x2="${w - 10}" y2="${h - 20}" stroke="#999"/><line x1="50" y1="20" x2="50" y2="${h - 20}" stroke="#999"/>
+<text x="45" y="24" text-anchor="end" font-size="11">${escHtml(num(maxH))}</text><text x="45" y="${h - 20}" text-anchor="end" font-size="11">0</text>
+<text x="${w - 10}" y="${h - 5}" text-anchor="end" font-size="11">${escHtml((maxT / 1000).toFixed(0))} s</text>
+<polyline fill="none" stroke="#2a6fdb" stroke-width="2" points="${xy}"/></svg>`;
+}
+
+/** One bar per shard: what it held against its share of the target. */
+function shardBars(m: MergedReport, w = 720): string {
+  const rowH = 22;
+  const max = Math.max(1, ...m.shards.map((s) => Math.max(s.held, s.target)));
+  const bars = m.shards
+    .map((s, i) => {
+      const y = 10 + i * rowH;
+      const target = ((s.target / max) * (w - 200)).toFixed(1);
+      const held = ((s.held / max) * (w - 200)).toFixed(1);
+      return `<text x="60" y="${y + 14}" text-anchor="end" font-size="12">shard ${s.shard}</text><rect x="70" y="${y}" width="${target}" height="16" fill="#e5e9f0"/><rect x="70" y="${y}" width="${held}" height="16" fill="${s.held >= s.target ? '#2e9e5b' : '#d9822b'}"/><text x="${70 + Number(target) + 6}" y="${y + 13}" font-size="12">${escHtml(`${num(s.held)} / ${num(s.target)}`)}${s.limit ? ` ${escHtml(s.limit)}` : ''}</text>`;
+    })
+    .join('\n');
+  return `<svg role="img" aria-label="held per shard" width="${w}" height="${m.shards.length * rowH + 20}">${bars}</svg>`;
+}
+
+/** The merged report as one self-contained page: no script, nothing fetched; the merged JSON is embedded. */
+export function renderMergedHtml(m: MergedReport): string {
+  const rows = m.shards
+    .map((s) => `<tr><td class="n">${s.shard}</td><td class="n">${escHtml(num(s.held))}</td><td class="n">${escHtml(num(s.target))}</td><td>${escHtml(s.stoppedBy)}</td><td>${escHtml(s.limit ?? '-')}</td><td>${escHtml(Object.entries(s.errors).map(([k, n]) => `${k} ${num(n)}`).join(', ') || '-')}</td><td>${escHtml(s.file)}</td></tr>`)
+    .join('\n');
+  const [headline, latency] = renderMerged(m).split('\n');
+  return `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>fourtuple: run ${escHtml(m.run.id)}, ${m.run.shards} shards</title>
+<style>body{font:14px/1.45 system-ui,sans-serif;margin:2em;max-width:60em}table{border-collapse:collapse}td,th{border-bottom:1px solid #ddd;padding:.25em .6em;text-align:left}td.n{text-align:right}</style>
+</head>
+<body>
+<h1>Run ${escHtml(m.run.id)}: ${m.run.shards} shards</h1>
+<p>${escHtml(headline)}</p>
+<p>${escHtml(latency)}</p>
+<h2>Held, all shards together</h2>
+${timelineSvg(m.timeline)}
+<h2>Per shard</h2>
+${shardBars(m)}
+<table><thead><tr><th>shard</th><th>held</th><th>target</th><th>stopped by</th><th>limit</th><th>errors</th><th>report</th></tr></thead><tbody>
+${rows}
+</tbody></table>
+<script type="application/json" id="run">${JSON.stringify(m).replace(/</g, '\\u003c')}</script>
+</body>
+</html>
+`;
+}
