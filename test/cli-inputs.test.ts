@@ -115,5 +115,6 @@ test("the library's entry points throw the documented errors for bad input, neve
 test("an option's --name=value form is checked like --name value (inside lab run -- too)", () => {
   refused(['lab', 'run', '--', 'load', '--from', '10.77.1.10'], "'lab run' sets --from itself");
   refused(['lab', 'run', '--', 'load', '--from=10.77.1.10'], "'lab run' sets --from itself");
+  refused(['lab', 'run', '--', 'load', '--shard', '0/2'], "'lab run' sets --shard itself");
   refused(['probe', '--connections=0'], "'0'");
 });

@@ -35,6 +35,7 @@ interface RunJson {
   held: number;
   serverPeak: number | null;
   serverEstablished: number | null;
+  run: { id: string; shards: number; latency: { p50: number | null; p99: number | null } } | null;
   predicted: number;
   model: { clients: number | null; natPool: number | null };
   stoppedBy: { id: string | null; where: string | null };
@@ -80,6 +81,9 @@ test('through a NAT pool of 200 ports, two clients with 4 addresses each hold ex
     assert.equal(r.serverPeak, 200);
     // The server's own kernel saw the same 200 at once: the headline's two sides are one figure.
     assert.equal(r.serverEstablished, 200);
+    // The clients ran as the two shards of one run, merged as 'fourtuple merge' does.
+    assert.equal(r.run?.shards, 2);
+    assert.ok((r.run?.latency.p50 ?? 0) > 0, JSON.stringify(r.run));
     assert.equal(r.predicted, 200);
     assert.equal(r.model.natPool, 200);
     assert.equal(r.stoppedBy.id, 'nat-pool');
@@ -242,10 +246,10 @@ test('lab run ended by SIGTERM ends its clients (which report), its sink and its
     child.stdout.on('data', (d) => (stdout += d));
     child.stderr.on('data', (d) => (stderr += d));
     const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-    // Wait for both clients to hold their 300 (the server's end, counted in ft-srv).
+    // Wait for both clients (the run's two shards, 150 each) to hold the 300 (the server's end, counted in ft-srv).
     for (let i = 0; i < 200; i++) {
       const n = spawnSync('ip', ['netns', 'exec', 'ft-srv', 'ss', '-Htn', 'state', 'established'], { encoding: 'utf8' }).stdout.trim().split('\n').filter(Boolean).length;
-      if (n >= 600) break;
+      if (n >= 300) break;
       await new Promise((r) => setTimeout(r, 100));
     }
     const sentAt = Date.now();
@@ -255,7 +259,7 @@ test('lab run ended by SIGTERM ends its clients (which report), its sink and its
     assert.equal(code, 143, stderr);
     const j = JSON.parse(stdout) as { held: number; interrupted: string; clients: { report: { held: number } | null }[] };
     assert.equal(j.interrupted, 'SIGTERM');
-    assert.equal(j.held, 600, 'each client reported what it held when the signal came');
+    assert.equal(j.held, 300, 'each client reported what it held when the signal came');
     for (const ns of ['ft-srv', 'ft-gw', 'ft-c1', 'ft-c2']) assert.equal(spawnSync('ip', ['netns', 'pids', ns], { encoding: 'utf8' }).stdout.trim(), '', `no process left in ${ns}`);
   } finally {
     down();

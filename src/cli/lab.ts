@@ -82,6 +82,8 @@ export function parseLabRunArgs(argv: string[]): { json: boolean; plan: LabRunPl
   if (rest[0] === 'load' || rest[0] === 'probe') rest = rest.slice(1);
   // --from=X is --from X: both are refused alike.
   if (rest.some((a) => a === '--from' || a.startsWith('--from='))) throw new InvalidArgumentError("'lab run' sets --from itself: every client uses all its addresses");
+  const shardFlag = rest.find((a) => /^--(shard|run-id|start-at)(=|$)/.test(a));
+  if (shardFlag) throw new InvalidArgumentError(`'lab run' sets ${shardFlag.split('=')[0]} itself: its clients are the shards of one run`);
   const hasTo = rest.some((a) => a === '--to' || a.startsWith('--to='));
   const hasDuration = rest.some((a) => a === '--duration' || a.startsWith('--duration='));
   const base = [...(hasTo ? [] : ['--to', '10.78.0.100:7000']), ...(hasDuration ? [] : ['--duration', String(LAB_RUN_DURATION)]), ...rest];
@@ -98,7 +100,7 @@ export function parseLabRunArgs(argv: string[]): { json: boolean; plan: LabRunPl
       sinkArgs,
       listenSockets: sockets,
       sinkDurationS: Math.ceil(o.durationS + o.holdS + 30),
-      clientArgs: (addresses) => ['load', '--json', ...base, ...addresses.flatMap((a) => ['--from', a])],
+      clientArgs: (addresses, s) => ['load', '--json', ...base, ...addresses.flatMap((a) => ['--from', a]), '--shard', `${s.index}/${s.count}`, '--run-id', s.runId, '--start-at', s.startAt],
       destinations: sockets,
       target: o.connections,
     },
@@ -121,10 +123,14 @@ export function renderStatus(s: LabStatus): string {
   return lines.join('\n');
 }
 
+/** A latency for people. */
+const ms = (v: number | null): string => (v === null ? '-' : v < 1 ? `${Math.round(v * 1000)} µs` : `${v.toFixed(1)} ms`);
+
 /** Renders `lab run`. */
 export function renderRun(r: LabRunResult): string {
   const lines = [
     `Held ${num(r.held)} connections through the lab (the server: ${r.serverEstablished === null ? '?' : num(r.serverEstablished)} established at once, ${r.serverPeak === null ? '?' : num(r.serverPeak)} of them accepted); model ${r.predicted === null ? '?' : num(r.predicted)} (target ${num(r.target)}, clients ${r.model.clients === null ? '?' : num(r.model.clients)}, NAT pool ${r.model.natPool === null ? 'none' : num(r.model.natPool)}).`,
+    ...(r.run ? [`The clients ran as the ${r.run.shards} shards of run ${r.run.id} (merged): connect latency p50 ${ms(r.run.latency.p50)}, p99 ${ms(r.run.latency.p99)}.`] : []),
     `Stopped by: ${r.stoppedBy.id ?? 'nothing'}${r.stoppedBy.where ? ` (${r.stoppedBy.where})` : ''}: ${r.stoppedBy.words}.`,
   ];
   if (r.nat) {

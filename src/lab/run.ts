@@ -4,6 +4,7 @@
  * results merged and the constraint that stopped the run named.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mergeReports, type MergedReport, type ShardReport } from '../report/merge.js';
 import { LabError } from '../errors.js';
 import { natCeiling, NAT_POOL } from '../model/nat.js';
 import { ConntrackPeaks, conntrackByDestination, type ConntrackDestination } from './conntrack.js';
@@ -23,7 +24,8 @@ export interface LabRunPlan {
   readonly listenSockets: number;
   readonly sinkDurationS: number;
   /** Full `load` argv for one client, given its addresses. */
-  readonly clientArgs: (addresses: readonly string[]) => string[];
+  /** A client's command line: its addresses, and its shard of the run (the target is split among the clients). */
+  readonly clientArgs: (addresses: readonly string[], shard: { readonly index: number; readonly count: number; readonly runId: string; readonly startAt: string }) => string[];
   /** Distinct (address, port) destinations. */
   readonly destinations: number;
   /** --connections, per client. */
@@ -31,7 +33,7 @@ export interface LabRunPlan {
 }
 
 /** The part of `load --json` the lab uses. */
-export interface ClientReport {
+export interface ClientReport extends Partial<ShardReport> {
   readonly held: number;
   readonly predicted: number | null;
   readonly ceiling: { connections: number | null; binding: string | null };
@@ -56,6 +58,9 @@ export interface Verdict {
   readonly words: string;
 }
 
+/** How long the clients have to start before they ramp together (--start-at). */
+const CLIENT_START_MS = 2000;
+
 /** A lab run. */
 export interface LabRunResult {
   readonly held: number;
@@ -68,6 +73,8 @@ export interface LabRunResult {
    * peak shorter than that may be missed.
    */
   readonly serverEstablished: number | null;
+  /** The clients' run as `fourtuple merge` puts it together (null when a client did not report). */
+  readonly run: { readonly id: string; readonly shards: number; readonly latency: MergedReport['latency'] } | null;
   readonly predicted: number | null;
   readonly target: number;
   readonly model: { readonly clients: number | null; readonly natPool: number | null };
@@ -247,9 +254,12 @@ export async function labRun(plan: LabRunPlan, signal?: AbortSignal): Promise<La
       stopSampling();
     };
     signal?.addEventListener('abort', onAbort, { once: true });
+    // The clients are the shards of one run, as on Kubernetes: one id, one start time, the target split among them.
+    const runId = `lab-${Date.now().toString(36)}`;
+    const startAt = new Date(Date.now() + CLIENT_START_MS).toISOString();
     const outcomes = await Promise.all(
-      status.clients.map(async (c): Promise<ClientOutcome> => {
-        const child = start([c.namespace, plan.node, plan.cli, ...plan.clientArgs(c.addresses)]);
+      status.clients.map(async (c, index): Promise<ClientOutcome> => {
+        const child = start([c.namespace, plan.node, plan.cli, ...plan.clientArgs(c.addresses, { index, count: status.clients.length, runId, startAt })]);
         loads.push(child);
         if (signal?.aborted) child.kill('SIGTERM');
         const r = await collect(child);
@@ -278,9 +288,11 @@ export async function labRun(plan: LabRunPlan, signal?: AbortSignal): Promise<La
     const conntrack = { peak: conntrackPeak.peak(), max: maxText.status === 0 ? Number(maxText.stdout.trim()) : null };
     const established = serverPeak.peak();
     const reports = outcomes.map((o) => o.report).filter((r): r is ClientReport => r !== null);
-    const held = reports.reduce((a, r) => a + r.held, 0);
-    const errors: Record<string, number> = {};
-    for (const r of reports) for (const [k, v] of Object.entries(r.errors)) errors[k] = (errors[k] ?? 0) + v;
+    // Every shard reported: the run's figures are their merge (exact percentiles); else the sum of those that did.
+    const merged = reports.length === outcomes.length ? mergeReports(outcomes.map((o) => ({ file: o.namespace, doc: o.report as ShardReport }))) : null;
+    const held = merged ? merged.held : reports.reduce((a, r) => a + r.held, 0);
+    const errors: Record<string, number> = merged ? { ...merged.errors } : {};
+    if (!merged) for (const r of reports) for (const [k, v] of Object.entries(r.errors)) errors[k] = (errors[k] ?? 0) + v;
     const g = status.gateway.nat;
     const perDestination = g ? g.addresses.length * (g.ports.hi - g.ports.lo + 1) : 0;
     const nat = g
@@ -293,7 +305,7 @@ export async function labRun(plan: LabRunPlan, signal?: AbortSignal): Promise<La
         }
       : null;
     const clientModel = reports.length === outcomes.length && reports.every((r) => r.ceiling.connections !== null) ? reports.reduce((a, r) => a + (r.ceiling.connections as number), 0) : null;
-    const targetTotal = plan.target * outcomes.length;
+    const targetTotal = plan.target;
     const candidates = [targetTotal, clientModel, nat?.ceiling ?? null].filter((x): x is number => x !== null);
     const failed = outcomes.filter((o) => o.failure);
     if (failed.length === outcomes.length) throw new LabError(`every client failed: ${failed.map((f) => `${f.namespace}: ${f.failure}`).join('; ')}`, 'FT_LAB_CLIENT');
@@ -301,6 +313,7 @@ export async function labRun(plan: LabRunPlan, signal?: AbortSignal): Promise<La
       held,
       serverPeak: accepted,
       serverEstablished: established,
+      run: merged ? { id: merged.run.id, shards: merged.run.shards, latency: merged.latency } : null,
       predicted: Math.min(...candidates),
       target: targetTotal,
       model: { clients: clientModel, natPool: nat?.ceiling ?? null },
