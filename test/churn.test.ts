@@ -193,7 +193,7 @@ describe('ScanHistory: new connections between two scans', () => {
   };
   /** A scan of client sockets toward 127.0.0.1:7000 (and 10.0.0.1:443 for `other`): [local port, TIME_WAIT?]. */
   function scan(ports: [number, boolean][], other: number[] = []) {
-    const p = new PortPressure({ range: RANGE });
+    const p = new PortPressure({ range: RANGE, localPorts: true });
     for (const [port, tw] of ports) p.add({ family: 4, localAddress: '127.0.0.1', localPort: port, remoteAddress: '127.0.0.1', remotePort: 7000, state: tw ? STATE.TIME_WAIT : STATE.ESTABLISHED, rxQueue: 0 });
     for (const port of other) p.add({ family: 4, localAddress: '10.0.0.9', localPort: port, remoteAddress: '10.0.0.1', remotePort: 443, state: STATE.ESTABLISHED, rxQueue: 0 });
     return p.result(pressureFacts).destinations;

@@ -14,20 +14,11 @@ import { isMergedReport, mergeReports, renderMergedHtml, type ShardReport } from
 import { readFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { cliInNetns, netnsUnavailable } from './support/netns.js';
+import { rng } from './support/sweep-config.js';
 import { parseSinkArgs } from '../dist/cli/sink.js';
 
 const skip = netnsUnavailable();
 
-/** A small, seeded generator: the test sees the same data every run. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function shard(i: number, k: number, samples: number[], over: Partial<ShardReport> = {}): ShardReport {
   const h = newHistogram();

@@ -4,15 +4,15 @@
  * model's churn ceiling and the time at which it says the pools run out.
  */
 import { readKernelFacts, readOccupants } from '../kernel/facts.js';
-import { churnCeiling, ratePerSecond } from '../model/churn.js';
+import { churnOfLimits, ratePerSecond } from '../model/churn.js';
 import { formatEndpoint, isLoopback } from '../model/address.js';
 import { computeLimits, explicitStart } from '../model/limits.js';
 import { occupantFilter } from '../model/pool.js';
-import { strategySpec } from '../model/strategy.js';
 import { runChurn, type ChurnResult } from '../engine/churn.js';
 import type { ProbeOptions } from '../engine/options.js';
 import type { Target } from '../engine/protocol.js';
-import { InvalidArgumentError } from '../errors.js';
+import { expandEndpoints } from './args.js';
+import { num } from '../report/format.js';
 
 /** Destinations a churn run spreads over, at most (each is a pool or part of one). */
 const MAX_CHURN_TARGETS = 4096;
@@ -46,14 +46,6 @@ export interface ChurnReport {
   readonly model: ChurnModel;
 }
 
-function targetsOf(o: ProbeOptions): Target[] {
-  const out: Target[] = [];
-  for (const e of o.to) {
-    if (e.addresses.length * e.ports.size + out.length > MAX_CHURN_TARGETS) throw new InvalidArgumentError(`--churn spreads over ${MAX_CHURN_TARGETS.toLocaleString('en-US')} destinations at most: --to names more`);
-    for (const address of e.addresses) for (const port of e.ports) out.push({ address, port });
-  }
-  return out;
-}
 
 /** The model's churn ceiling for this run's pools. */
 export function churnModel(o: ProbeOptions, rate: number, targets: readonly Target[]): ChurnModel {
@@ -61,13 +53,8 @@ export function churnModel(o: ProbeOptions, rate: number, targets: readonly Targ
   const localAddresses = facts.interfaces.known ? facts.interfaces.value.map((i) => i.address) : [];
   const reuseAddr = o.reuseAddr !== false;
   const limits = computeLimits({ facts, strategy: o.strategy, reuseAddr, sources: o.from, destinations: o.to, localAddresses, occupants: readOccupants(occupantFilter(o.strategy, o.from, o.to)) });
-  const spec = strategySpec(o.strategy);
-  const sources = Math.max(1, o.from.length);
-  // bind's pool is a source address's, whatever the destination; the others' one (source, destination).
-  const pools = spec.portPickedBy === 'bind' ? sources : (spec.sources === 'none' ? 1 : sources) * targets.length;
   const ports = limits.portsPerDestination;
-  const loopback = targets.every((t) => isLoopback(t.address));
-  const c = churnCeiling({ facts, strategy: o.strategy, portsPerPool: ports, loopback, pools, reuseAddr });
+  const { churn: c, pools } = churnOfLimits(limits, facts, targets.every((t) => isLoopback(t.address)), reuseAddr);
   const ceiling = c.perPool === null ? null : c.perPool * pools;
   const exhaustionS = ceiling !== null && ports !== null && rate > ceiling ? (ports * pools) / rate : null;
   return { portsPerPool: ports, pools, ceiling, perPool: c.perPool, exhaustionS, detail: c.detail, remedy: c.remedy };
@@ -75,7 +62,8 @@ export function churnModel(o: ProbeOptions, rate: number, targets: readonly Targ
 
 /** Runs `load --churn`; returns the report (the caller prints it). */
 export async function churnRun(o: ProbeOptions, rate: number, signal: AbortSignal, onProgress?: (s: string) => void): Promise<ChurnReport> {
-  const targets = targetsOf(o);
+  // Counted before they are expanded: --churn spreads over a few thousand destinations at most.
+  const targets = expandEndpoints(o.to, MAX_CHURN_TARGETS, '--to');
   const model = churnModel(o, rate, targets);
   const churn = await runChurn({
     rate,
@@ -92,7 +80,6 @@ export async function churnRun(o: ProbeOptions, rate: number, signal: AbortSigna
   return { command: o.command ?? [], strategy: o.strategy, destinations: targets.map((t) => formatEndpoint(t.address, t.port)), sources: [...o.from], churn, model };
 }
 
-const num = (n: number): string => n.toLocaleString('en-US');
 const MAX_IN_FLIGHT_WORDS = '1,024 connects were in flight at once (a slow or silent destination), so the rate fell short';
 
 /** The report for people. */

@@ -6,7 +6,7 @@ import { labRun, type LabRunPlan, type LabRunResult } from '../lab/run.js';
 import { labDown, labStatus, labUp, type LabStatus } from '../lab/topology.js';
 import { parsePortRange } from '../model/nat.js';
 import { formatEndpoint } from '../model/address.js';
-import { num } from '../report/format.js';
+import { ms, num } from '../report/format.js';
 import { intOption, parseOptions } from './args.js';
 import { parseProbeArgs } from './probe.js';
 
@@ -122,9 +122,6 @@ export function renderStatus(s: LabStatus): string {
   for (const l of s.hostLinks) lines.push(`  link ${l} left in the host namespace`);
   return lines.join('\n');
 }
-
-/** A latency for people. */
-const ms = (v: number | null): string => (v === null ? '-' : v < 1 ? `${Math.round(v * 1000)} µs` : `${v.toFixed(1)} ms`);
 
 /** Renders `lab run`. */
 export function renderRun(r: LabRunResult): string {

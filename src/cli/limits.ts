@@ -2,7 +2,7 @@
 import { readKernelFacts, readOccupants } from '../kernel/facts.js';
 import { occupantFilter } from '../model/pool.js';
 import { computeLimits, type Limits, type LimitsInput } from '../model/limits.js';
-import { type Churn, churnCeiling } from '../model/churn.js';
+import { type Churn, churnOfLimits } from '../model/churn.js';
 import { isLoopback } from '../model/address.js';
 import type { KernelFacts } from '../kernel/facts.js';
 import { limitsJson, renderLimits } from '../report/limits.js';
@@ -140,8 +140,7 @@ export function runLimits(argv: string[], out: (s: string) => void): number {
  */
 function churnOf(limits: Limits, facts: KernelFacts, input: LimitsOptions['input']): Churn {
   const loopback = input.destinations.length > 0 && input.destinations.every((d) => d.addresses.every(isLoopback));
-  const pools = limits.strategy === 'bind' ? limits.sourceCount : limits.sourceCount * limits.destinationCount;
-  return churnCeiling({ facts, strategy: limits.strategy, portsPerPool: limits.portsPerDestination, loopback, pools, reuseAddr: input.reuseAddr });
+  return churnOfLimits(limits, facts, loopback, input.reuseAddr).churn;
 }
 
 /** What K hosts hold together, in one sentence. */

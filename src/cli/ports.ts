@@ -179,7 +179,7 @@ async function runWatch(a: PortsArgs, intervalS: number, out: (s: string) => voi
   const history = new ScanHistory();
   try {
     while (!run.stopped) {
-      const scan = scanPorts(scanOptions(a));
+      const scan = scanPorts({ ...scanOptions(a), localPorts: true });
       const { trend: rates, newPerSecond } = history.update(scan.report.destinations, scan.at);
       const facts = readChurnFacts();
       const churn = {

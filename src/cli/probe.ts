@@ -176,20 +176,14 @@ export async function runProbe(command: 'probe' | 'load', argv: string[], out: (
     probe.on('progress', (p) => process.stderr.write(`\r\x1b[K${renderProgress(p, args.options.connections)}`));
   }
   // The first signal ends the run cleanly and still reports; a second one kills every worker and exits now.
-  let signalled: string | null = null;
-  const onSignal = (sig: NodeJS.Signals): void => {
-    if (signalled === null) {
-      signalled = sig;
-      probe.abort(sig);
-      return;
-    }
-    probe.kill();
-    if (tty) process.stderr.write('\r\x1b[K');
-    process.stderr.write(`fourtuple: ${sig} again: killed every worker; the kernel closes their connections with RST\n`);
-    process.exit(SIGNAL_EXIT[signalled] ?? 130);
-  };
-  const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
-  for (const s of signals) process.on(s, onSignal);
+  const signals = onSignals(
+    (sig) => probe.abort(sig),
+    (sig) => {
+      probe.kill();
+      if (tty) process.stderr.write('\r\x1b[K');
+      process.stderr.write(`fourtuple: ${sig} again: killed every worker; the kernel closes their connections with RST\n`);
+    },
+  );
   try {
     const result = await probe.run();
     if (tty) process.stderr.write('\r\x1b[K');
@@ -204,7 +198,7 @@ export async function runProbe(command: 'probe' | 'load', argv: string[], out: (
     }
     out(args.json ? JSON.stringify(doc, null, 2) : renderProbe(result) + (args.report && !reportError ? `\n  report          ${args.report}` : ''));
     if (reportError) process.stderr.write(`fourtuple: ${reportError}\n`);
-    const interrupted = result.interrupted ?? signalled;
+    const interrupted = result.interrupted ?? signals.first();
     if (interrupted) return SIGNAL_EXIT[interrupted] ?? 130;
     if (result.failure) {
       process.stderr.write(`fourtuple: no connection succeeded: ${result.failure.errno} from ${result.failure.destination} (${result.attempts.toLocaleString('en-US')} attempts; ${result.failure.words})\n`);
@@ -212,28 +206,43 @@ export async function runProbe(command: 'probe' | 'load', argv: string[], out: (
     }
     return reportError ? 1 : 0;
   } finally {
-    for (const s of signals) process.off(s, onSignal);
+    signals.dispose();
   }
+}
+
+/**
+ * SIGINT, SIGTERM and SIGHUP while a run goes on: the first calls `first`
+ * (end the run, still report); another calls `again` and exits at once with
+ * the first signal's code.
+ */
+function onSignals(first: (sig: NodeJS.Signals) => void, again: (sig: NodeJS.Signals) => void = () => {}): { first: () => NodeJS.Signals | null; dispose: () => void } {
+  let signalled: NodeJS.Signals | null = null;
+  const handler = (sig: NodeJS.Signals): void => {
+    if (signalled === null) {
+      signalled = sig;
+      first(sig);
+      return;
+    }
+    again(sig);
+    process.exit(SIGNAL_EXIT[signalled] ?? 130);
+  };
+  const names = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+  for (const s of names) process.on(s, handler);
+  return { first: () => signalled, dispose: () => names.forEach((s) => process.off(s, handler)) };
 }
 
 /** `load --churn R`: runs to the time bound; a first signal ends it and still reports, exit 128 + its number. */
 async function churnCommand(options: ProbeOptions, rate: number, json: boolean, out: (s: string) => void): Promise<number> {
   const abort = new AbortController();
-  let signalled: NodeJS.Signals | null = null;
-  const onSignal = (sig: NodeJS.Signals): void => {
-    if (signalled !== null) process.exit(SIGNAL_EXIT[signalled] ?? 130);
-    signalled = sig;
-    abort.abort();
-  };
-  const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
-  for (const s of signals) process.on(s, onSignal);
+  const signals = onSignals(() => abort.abort());
   const tty = process.stderr.isTTY && !json;
   try {
     const report = await churnRun(options, rate, abort.signal, tty ? (s) => process.stderr.write(`\r\x1b[K${s}`) : undefined);
     if (tty) process.stderr.write('\r\x1b[K');
     out(json ? JSON.stringify(report, null, 2) : renderChurn(report));
+    const signalled = signals.first();
     return signalled ? (SIGNAL_EXIT[signalled] ?? 130) : 0;
   } finally {
-    for (const s of signals) process.off(s, onSignal);
+    signals.dispose();
   }
 }

@@ -15,6 +15,7 @@ import { formatEndpoint } from '../model/address.js';
 import { explicitPorts } from '../model/pool.js';
 import { setsReuseAddr, strategySpec, type Strategy } from '../model/strategy.js';
 import type { Target } from './protocol.js';
+import { prepareSocket } from './socket-prep.js';
 import { InvalidArgumentError } from '../errors.js';
 import { scanSockets } from '../kernel/socket-table.js';
 import { TCP_TIME_WAIT } from '../kernel/linux.js';
@@ -135,21 +136,9 @@ export async function runChurn(o: ChurnOptions): Promise<ChurnResult> {
     attempts++;
     const fd = ffi.socket(family, true);
     if (fd < 0) return fail(pool, fd);
-    if (reuse) ffi.setReuseAddr(fd, true);
-    let r = 0;
-    switch (spec.socket.bind) {
-      case 'address':
-        ffi.setBindAddressNoPort(fd);
-        r = ffi.bind(fd, sources[pool.source]);
-        break;
-      case 'any-port':
-        r = ffi.bind(fd, sources[pool.source]);
-        break;
-      case 'own-port':
-        // A bound socket takes a TIME_WAIT 4-tuple over, so the ports are used in turn.
-        r = bindOwn(fd, pool);
-        break;
-    }
+    let r = prepareSocket(fd, spec, reuse, sources[pool.source]);
+    // A bound socket takes a TIME_WAIT 4-tuple over, so own ports are used in turn.
+    if (spec.socket.bind === 'own-port') r = bindOwn(fd, pool);
     if (r >= 0) r = ffi.connect(fd, targets[pool.target]);
     if (r === 0 || r === -ffi.EINPROGRESS) {
       const slot = free.pop() as number;

@@ -18,6 +18,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import * as ffi from '../kernel/ffi.js';
 import { errnoMeaning } from '../model/errno.js';
 import { setsReuseAddr, strategySpec, type StrategySpec } from '../model/strategy.js';
+import { prepareSocket } from './socket-prep.js';
 import { parsePorts } from '../model/address.js';
 import { bucketOf, newHistogram } from './histogram.js';
 import type { ClientConfig, ClientStats, ToWorker } from './protocol.js';
@@ -323,15 +324,9 @@ class ClientWorker {
     this.#attempts++;
     if (fd < 0) return this.#fail(combo, -1, fd);
     if (c.close === 'rst') ffi.setLinger0(fd);
-    if (this.#reuseAddr) ffi.setReuseAddr(fd, true);
     const how = this.#spec.socket.bind;
-    let r = 0;
-    if (how === 'any-port') {
-      r = ffi.bind(fd, this.#sourceAddrs[combo.source]);
-    } else if (how === 'address') {
-      ffi.setBindAddressNoPort(fd);
-      r = ffi.bind(fd, this.#sourceAddrs[combo.source]);
-    } else if (how === 'own-port') {
+    let r = prepareSocket(fd, this.#spec, this.#reuseAddr, this.#sourceAddrs[combo.source]);
+    if (how === 'own-port') {
       const src = this.#sourceAddrs[combo.source];
       for (;;) {
         if (combo.cursor >= this.#explicitPorts.length) {

@@ -22,6 +22,8 @@ export interface PortScanOptions {
   readonly states?: ReadonlySet<number>;
   /** Keep only these destinations; all when empty or omitted. */
   readonly to?: readonly Endpoints[];
+  /** Keep each destination's local ports, for a view that compares scans (ports --watch). */
+  readonly localPorts?: boolean;
 }
 
 /** A finished scan. */
@@ -84,7 +86,7 @@ export function scanPorts(options: PortScanOptions = {}): PortScan {
   const root = options.root ?? '/';
   const start = performance.now();
   const facts = readPressureFacts(root);
-  const agg = new PortPressure({ range: facts.portRange.known ? facts.portRange.value : null, states: options.states, match: destinationMatcher(options.to) });
+  const agg = new PortPressure({ range: facts.portRange.known ? facts.portRange.value : null, states: options.states, match: destinationMatcher(options.to), localPorts: options.localPorts });
   const onRow = (row: TcpRow): void => agg.add(row);
   const first = readTable(root, onRow, LISTEN_ONLY);
   const rest = new Set(options.states ?? ALL_STATES);

@@ -22,7 +22,8 @@
  */
 import type { KernelFacts } from '../kernel/facts.js';
 import { isLoopback } from './address.js';
-import type { Strategy } from './strategy.js';
+import { strategySpec, type Strategy } from './strategy.js';
+import type { Limits } from './limits.js';
 
 /** TCP_TIMEWAIT_LEN: seconds a TIME_WAIT socket holds its 4-tuple (a kernel constant). */
 export const TIME_WAIT_SECONDS = 60;
@@ -207,4 +208,14 @@ export function destinationCeilings(facts: ChurnFacts, strategy: Strategy | null
     if (!c) answers.set(key, (c = churnCeiling({ facts, strategy: s, portsPerPool: d.capacity, loopback: either, pools })));
     return c;
   };
+}
+
+/**
+ * The churn ceiling of the pools a `computeLimits` answer found: bind(address,
+ * 0) has one pool per source address, the others one per (source,
+ * destination); `loopback` when every destination is.
+ */
+export function churnOfLimits(limits: Pick<Limits, 'strategy' | 'sourceCount' | 'destinationCount' | 'portsPerDestination'>, facts: ChurnFacts, loopback: boolean, reuseAddr?: boolean): { churn: Churn; pools: number } {
+  const pools = strategySpec(limits.strategy).portPickedBy === 'bind' ? limits.sourceCount : limits.sourceCount * limits.destinationCount;
+  return { churn: churnCeiling({ facts, strategy: limits.strategy, portsPerPool: limits.portsPerDestination, loopback, pools, reuseAddr }), pools };
 }

@@ -56,6 +56,8 @@ export interface PortPressureOptions {
   readonly states?: ReadonlySet<number>;
   /** Keep only destinations for which this returns true (address as printed, port). */
   readonly match?: (address: string, port: number) => boolean;
+  /** Keep each destination's local ports (`localPorts`), which only a view comparing scans needs: 2 bytes a socket. */
+  readonly localPorts?: boolean;
 }
 
 /** One destination as seen from one source address. */
@@ -200,10 +202,13 @@ export class PortPressure {
   #clientSide = 0;
   #serverSide = 0;
 
+  readonly #keepPorts: boolean;
+
   constructor(options: PortPressureOptions) {
     this.#range = options.range;
     this.#states = options.states;
     this.#match = options.match;
+    this.#keepPorts = options.localPorts === true;
   }
 
   /** Counts one row. LISTEN rows must come before the sockets accepted on them. */
@@ -248,14 +253,14 @@ export class PortPressure {
     if (!byPort) bySource.set(destination, (byPort = new Map()));
     let d = byPort.get(row.remotePort);
     if (!d) {
-      d = { source, destination, port: row.remotePort, family: familyOfAddress(destination), states: new Uint32Array(TCP_STATES.length), inRange: 0, outOfRange: 0, ports: new Uint16Array(4), live: 0, timeWait: 0 };
+      d = { source, destination, port: row.remotePort, family: familyOfAddress(destination), states: new Uint32Array(TCP_STATES.length), inRange: 0, outOfRange: 0, ports: this.#keepPorts ? new Uint16Array(4) : NO_PORTS, live: 0, timeWait: 0 };
       byPort.set(row.remotePort, d);
       this.#dests.push(d);
     }
     d.states[row.state < TCP_STATES.length ? row.state : 0]++;
     if (inRange) d.inRange++;
     else d.outOfRange++;
-    keepPort(d, row.localPort, row.state === STATE.TIME_WAIT);
+    if (this.#keepPorts) keepPort(d, row.localPort, row.state === STATE.TIME_WAIT);
   }
 
   #listenerOf(row: TcpRow): ListenerCounter | undefined {
@@ -358,6 +363,9 @@ export class PortPressure {
     };
   }
 }
+
+/** The ports of every destination when they are not kept. */
+const NO_PORTS = new Uint16Array(0);
 
 /** Adds a local port to a destination's array, doubling it when full (live ports grow from the front, TIME_WAIT ones from the back). */
 function keepPort(d: DestCounter, port: number, timeWait: boolean): void {

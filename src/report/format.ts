@@ -23,6 +23,11 @@ export function ms(n: number | null | undefined): string {
   return n < 1 ? `${n.toFixed(3)} ms` : n < 100 ? `${n.toFixed(1)} ms` : `${Math.round(n)} ms`;
 }
 
+/** Escapes text for HTML. */
+export function esc(s: unknown): string {
+  return String(s).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
 /** Renders rows as aligned columns; `right` lists the right-aligned column indexes. */
 export function table(header: string[], rows: string[][], right: ReadonlySet<number> = new Set()): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));

@@ -8,18 +8,13 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { CONSTRAINT_WORDS } from './limits.js';
 import { closingTook, mergeEndpoints, othersLine, rampPace, type ProbeJson } from './probe.js';
-import { num } from './format.js';
+import { esc, num } from './format.js';
 import type { ConstraintId } from '../model/limits.js';
 
 const require = createRequire(import.meta.url);
 
 function asset(path: string): string {
   return readFileSync(require.resolve(path), 'utf8');
-}
-
-/** Escapes text for HTML. */
-function esc(s: unknown): string {
-  return String(s).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }
 
 /** JSON safe inside a <script> element. */

@@ -7,6 +7,7 @@
  */
 import { InvalidArgumentError } from '../errors.js';
 import { addHistogram, newHistogram, quantile } from '../engine/histogram.js';
+import { esc, ms, num } from './format.js';
 
 /** What merge reads of a shard's report. */
 export interface ShardReport {
@@ -131,8 +132,6 @@ export function mergeReports(reports: readonly { file: string; doc: ShardReport 
   };
 }
 
-const num = (n: number | null): string => (n === null ? '?' : n.toLocaleString('en-US'));
-const ms = (v: number | null): string => (v === null ? '-' : v < 1 ? `${(v * 1000).toFixed(0)} µs` : `${v.toFixed(1)} ms`);
 
 /** The merged report for people. */
 export function renderMerged(m: MergedReport): string {
@@ -146,7 +145,6 @@ export function renderMerged(m: MergedReport): string {
   return lines.join('\n');
 }
 
-const escHtml = (s: unknown): string => String(s).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
 /** Whether a saved document is a merged report (`fourtuple merge --json`). */
 export function isMergedReport(doc: unknown): doc is MergedReport {
@@ -162,8 +160,8 @@ function timelineSvg(points: readonly { t: number; held: number }[], w = 720, h 
   const xy = points.map((p) => `${((p.t / maxT) * (w - 60) + 50).toFixed(1)},${(h - 20 - (p.held / maxH) * (h - 40)).toFixed(1)}`).join(' ');
   return `<svg role="img" aria-label="held over time, all shards" width="${w}" height="${h}" viewBox="0 0 ${w} ${h}">
 <line x1="50" y1="${h - 20}" x2="${w - 10}" y2="${h - 20}" stroke="#999"/><line x1="50" y1="20" x2="50" y2="${h - 20}" stroke="#999"/>
-<text x="45" y="24" text-anchor="end" font-size="11">${escHtml(num(maxH))}</text><text x="45" y="${h - 20}" text-anchor="end" font-size="11">0</text>
-<text x="${w - 10}" y="${h - 5}" text-anchor="end" font-size="11">${escHtml((maxT / 1000).toFixed(0))} s</text>
+<text x="45" y="24" text-anchor="end" font-size="11">${esc(num(maxH))}</text><text x="45" y="${h - 20}" text-anchor="end" font-size="11">0</text>
+<text x="${w - 10}" y="${h - 5}" text-anchor="end" font-size="11">${esc((maxT / 1000).toFixed(0))} s</text>
 <polyline fill="none" stroke="#2a6fdb" stroke-width="2" points="${xy}"/></svg>`;
 }
 
@@ -176,7 +174,7 @@ function shardBars(m: MergedReport, w = 720): string {
       const y = 10 + i * rowH;
       const target = ((s.target / max) * (w - 200)).toFixed(1);
       const held = ((s.held / max) * (w - 200)).toFixed(1);
-      return `<text x="60" y="${y + 14}" text-anchor="end" font-size="12">shard ${s.shard}</text><rect x="70" y="${y}" width="${target}" height="16" fill="#e5e9f0"/><rect x="70" y="${y}" width="${held}" height="16" fill="${s.held >= s.target ? '#2e9e5b' : '#d9822b'}"/><text x="${70 + Number(target) + 6}" y="${y + 13}" font-size="12">${escHtml(`${num(s.held)} / ${num(s.target)}`)}${s.limit ? ` ${escHtml(s.limit)}` : ''}</text>`;
+      return `<text x="60" y="${y + 14}" text-anchor="end" font-size="12">shard ${s.shard}</text><rect x="70" y="${y}" width="${target}" height="16" fill="#e5e9f0"/><rect x="70" y="${y}" width="${held}" height="16" fill="${s.held >= s.target ? '#2e9e5b' : '#d9822b'}"/><text x="${70 + Number(target) + 6}" y="${y + 13}" font-size="12">${esc(`${num(s.held)} / ${num(s.target)}`)}${s.limit ? ` ${esc(s.limit)}` : ''}</text>`;
     })
     .join('\n');
   return `<svg role="img" aria-label="held per shard" width="${w}" height="${m.shards.length * rowH + 20}">${bars}</svg>`;
@@ -185,20 +183,20 @@ function shardBars(m: MergedReport, w = 720): string {
 /** The merged report as one self-contained page: no script, nothing fetched; the merged JSON is embedded. */
 export function renderMergedHtml(m: MergedReport): string {
   const rows = m.shards
-    .map((s) => `<tr><td class="n">${s.shard}</td><td class="n">${escHtml(num(s.held))}</td><td class="n">${escHtml(num(s.target))}</td><td>${escHtml(s.stoppedBy)}</td><td>${escHtml(s.limit ?? '-')}</td><td>${escHtml(Object.entries(s.errors).map(([k, n]) => `${k} ${num(n)}`).join(', ') || '-')}</td><td>${escHtml(s.file)}</td></tr>`)
+    .map((s) => `<tr><td class="n">${s.shard}</td><td class="n">${esc(num(s.held))}</td><td class="n">${esc(num(s.target))}</td><td>${esc(s.stoppedBy)}</td><td>${esc(s.limit ?? '-')}</td><td>${esc(Object.entries(s.errors).map(([k, n]) => `${k} ${num(n)}`).join(', ') || '-')}</td><td>${esc(s.file)}</td></tr>`)
     .join('\n');
   const [headline, latency] = renderMerged(m).split('\n');
   return `<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
-<title>fourtuple: run ${escHtml(m.run.id)}, ${m.run.shards} shards</title>
+<title>fourtuple: run ${esc(m.run.id)}, ${m.run.shards} shards</title>
 <style>body{font:14px/1.45 system-ui,sans-serif;margin:2em;max-width:60em}table{border-collapse:collapse}td,th{border-bottom:1px solid #ddd;padding:.25em .6em;text-align:left}td.n{text-align:right}</style>
 </head>
 <body>
-<h1>Run ${escHtml(m.run.id)}: ${m.run.shards} shards</h1>
-<p>${escHtml(headline)}</p>
-<p>${escHtml(latency)}</p>
+<h1>Run ${esc(m.run.id)}: ${m.run.shards} shards</h1>
+<p>${esc(headline)}</p>
+<p>${esc(latency)}</p>
 <h2>Held, all shards together</h2>
 ${timelineSvg(m.timeline)}
 <h2>Per shard</h2>

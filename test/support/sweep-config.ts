@@ -5,6 +5,8 @@
  * so a disagreement found by a soak is reproduced by its seed alone.
  */
 
+import { formatEndpoint } from '../../dist/model/address.js';
+
 /** The probe's target in every configuration: above every pool the generator makes, except root's explicit one. */
 export const CAP = 3000;
 
@@ -59,10 +61,6 @@ export function rng(seed: number): () => number {
   };
 }
 
-/** Bracketed when IPv6, as --to and --listen write an endpoint. */
-function endpoint(address: string, port: string | number): string {
-  return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
-}
 
 /** The configuration of `seed`. */
 export function configFor(seed: number): SweepConfig {
@@ -121,9 +119,9 @@ export function configFor(seed: number): SweepConfig {
   if (nDst > 1 && r() < 0.5) {
     // Several ports of one address.
     const p = explicit ? portBase : int(7000, 7100);
-    destinations.push(endpoint(dstAddrs[0], `${p}-${p + nDst - 1}`));
+    destinations.push(formatEndpoint(dstAddrs[0], `${p}-${p + nDst - 1}`));
   } else {
-    for (let i = 0; i < nDst; i++) destinations.push(endpoint(dstAddrs[i], portBase + i));
+    for (let i = 0; i < nDst; i++) destinations.push(formatEndpoint(dstAddrs[i], portBase + i));
   }
   // auto lets the kernel pick the source; the others bind one (bind, explicit) or may (nopo).
   const nSrc = strategy === 'auto' ? 0 : strategy === 'nopo' ? pick([0, 1, 2, 3]) : pick([1, 1, 2, 3]);

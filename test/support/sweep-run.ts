@@ -9,6 +9,7 @@ import { writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { CAP, type SweepConfig } from './sweep-config.js';
+import { parseEndpoints } from '../../dist/model/address.js';
 
 const CLI = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
 
@@ -17,7 +18,7 @@ export interface SweepOutcome {
   limits: { status: number | null; json: unknown; stderr: string };
   probe: { status: number | null; json: unknown; stderr: string };
   /** load --churn's report (churn configurations only). */
-  churn?: { status: number | null; json: unknown; stderr: string; rate: number; states?: Record<string, number> };
+  churn?: { status: number | null; json: unknown; stderr: string; rate: number };
   /** TIME_WAIT sockets present when the run started. */
   timeWait: number;
   target: number;
@@ -66,14 +67,11 @@ function countTimeWait(): number {
   return out.split('\n').filter((l) => l.trim() !== '').length;
 }
 
-/** Every (address, port) of the --to values (the generator's forms: one address, one port or a short range). */
+/** Every (address, port) of the --to values, parsed as the CLI parses them. */
 function allDestinations(to: readonly string[]): { address: string; port: number }[] {
   return to.flatMap((t) => {
-    const m = /^\[?([^\]]+?)\]?:(\d+)(?:-(\d+))?$/.exec(t);
-    if (!m) throw new Error(`bad destination ${t}`);
-    const lo = Number(m[2]);
-    const hi = Number(m[3] ?? m[2]);
-    return Array.from({ length: hi - lo + 1 }, (_, i) => ({ address: m[1], port: lo + i }));
+    const e = parseEndpoints(t);
+    return e.addresses.flatMap((address) => [...e.ports].map((port) => ({ address, port })));
   });
 }
 
@@ -102,12 +100,6 @@ async function churnRun(c: SweepConfig, common: string[], predicted: number): Pr
   const r = await new Promise<{ status: number | null; stdout: string; stderr: string }>((res) =>
     execFile(argv[0], argv.slice(1), { timeout: 30_000 }, (err, stdout, stderr) => res({ status: err ? ((err as { code?: number }).code ?? null) : 0, stdout, stderr })),
   );
-  // The sockets the churn left, by state: each connection it made should be here in TIME_WAIT for 60 s.
-  const states: Record<string, number> = {};
-  for (const line of execFileSync('ss', ['-Htan'], { encoding: 'utf8' }).split('\n')) {
-    const st = line.trim().split(/\s+/)[0];
-    if (st) states[st] = (states[st] ?? 0) + 1;
-  }
   for (const s of servers) s.close();
   let json: unknown = null;
   try {
@@ -115,15 +107,9 @@ async function churnRun(c: SweepConfig, common: string[], predicted: number): Pr
   } catch {
     json = null;
   }
-  return { status: r.status, json, stderr: r.stderr.trim().split('\n').slice(-3).join('\n'), rate, states };
+  return { status: r.status, json, stderr: r.stderr.trim().split('\n').slice(-3).join('\n'), rate };
 }
 
-/** The first --to value's first (address, port). */
-function firstDestination(to: string): { address: string; port: number } {
-  const m = /^\[?([^\]]+?)\]?:(\d+)(?:-\d+)?$/.exec(to);
-  if (!m) throw new Error(`bad destination ${to}`);
-  return { address: m[1], port: Number(m[2]) };
-}
 
 async function main(): Promise<void> {
   const c = JSON.parse(process.argv[2]) as SweepConfig;
@@ -145,7 +131,7 @@ async function main(): Promise<void> {
     servers.push(srv);
   }
   if (c.timeWait > 0) {
-    const d = firstDestination(c.destinations[0]);
+    const d = allDestinations(c.destinations.slice(0, 1))[0];
     // nopo/bind/explicit take the first source: TIME_WAIT from it toward the first destination.
     await timeWaits(c, d.address, d.port);
     // tcp_tw_reuse takes a TIME_WAIT over only once its last timestamp is a second old: wait that out, so the kernel is not left to chance.

@@ -95,7 +95,7 @@ export function judge(config: SweepConfig, o: SweepOutcome, ms: number): Verdict
 }
 
 interface ChurnJson {
-  churn: { connected: number; firstFailure: { atS: number; errno: string } | null };
+  churn: { connected: number; timeWaitLeft: number | null; firstFailure: { atS: number; errno: string } | null };
   model: { exhaustionS: number | null };
 }
 
@@ -114,8 +114,8 @@ function judgeChurn(c: NonNullable<SweepOutcome['churn']>, lo: number | null, hi
   if (lo === null || hi === null) return [];
   const out: string[] = [];
   const n = j.churn.connected;
-  const tw = c.states?.['TIME-WAIT'] ?? 0;
-  if (tw < lo || tw > hi || n < lo) out.push(`load --churn ${c.rate}: the pools hold ${lo === hi ? hi : `${lo}–${hi}`} before a port comes back; ${tw} in TIME_WAIT, ${n} connected (sockets left: ${JSON.stringify(c.states ?? {})})`);
+  const tw = j.churn.timeWaitLeft ?? 0;
+  if (tw < lo || tw > hi || n < lo) out.push(`load --churn ${c.rate}: the pools hold ${lo === hi ? hi : `${lo}–${hi}`} before a port comes back; ${tw} in TIME_WAIT, ${n} connected`);
   if (j.model.exhaustionS === null) out.push(`load --churn ${c.rate}: the model says the pools never run out`);
   const first = j.churn.firstFailure;
   if (first?.errno !== 'EADDRNOTAVAIL') out.push(`load --churn ${c.rate}: first failure ${first ? first.errno : 'none'}, not EADDRNOTAVAIL`);
