@@ -27,6 +27,12 @@ export {
   type StateName,
 } from './model/port-pressure.js';
 export { scanPorts, readPressureFacts, type PortScan, type PortScanOptions } from './engine/port-scan.js';
+/**
+ * Failed connect() and bind() calls, counted in the kernel as they happen (BPF on tracepoints, root):
+ * attach a tracer of your own, or read the one a running `ports --prometheus`/`--watch` keeps.
+ */
+export { FailureTracer, failureTracer, liveFailures, MAX_KEYS as FAILURE_MAX_KEYS, type FailureCount, type FailureSnapshot } from './kernel/failure-tracer.js';
+export { FailureWindow, failureLine, failuresByDestination, FAILURE_WINDOW_S, type FailureWindowView } from './model/failures.js';
 export { parseAddresses, parseEndpoints, parsePorts, parseIp, formatIp, formatEndpoint, isLoopback, type Endpoints, type Ip } from './model/address.js';
 export { PortSet, type PortRange } from './model/port-set.js';
 export { computeLimits, ephemeralPool, explicitPool, type Answer, type Constraint, type ConstraintId, type Limits, type LimitsInput } from './model/limits.js';

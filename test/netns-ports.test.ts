@@ -171,7 +171,7 @@ test('exporter: serves valid exposition text with exact gauges, stops after --du
   assert.equal(sample('fourtuple_sockets', { state: 'TIME_WAIT' }), 10);
   assert.equal(sample('fourtuple_listener_accepted', { address: '127.0.0.1', port: '7000' }), 50);
   assert.ok((sample('fourtuple_scan_duration_seconds', {}) ?? -1) >= 0);
-  for (const f of families.values()) assert.equal(f.type, 'gauge', f.name);
+  for (const f of families.values()) assert.equal(f.type, f.name.endsWith('_total') ? 'counter' : 'gauge', f.name);
 });
 
 test('exporter: SIGTERM closes the server and exits 0', { skip }, () => {

@@ -12,6 +12,9 @@ import { portsJson, renderPorts, renderWatch } from '../report/ports.js';
 import { oncePerTurn, portsRegistry } from '../report/ports-metrics.js';
 import { endpointsOption, intOption, numberOption, parseOptions, strategyOption } from './args.js';
 import { MetricsServer } from './metrics-server.js';
+import { failureTracer, liveFailures, type FailureTracer } from '../kernel/failure-tracer.js';
+import { FailureWindow } from '../model/failures.js';
+import type { FailuresView } from '../report/ports.js';
 import { RunUntil } from './run-until.js';
 
 /** Defaults, in one place. */
@@ -53,6 +56,16 @@ first line names the destination closest to running out.
   --prometheus ADDR:PORT  serve /metrics on ADDR:PORT (a port alone: 127.0.0.1), one scan
                        per scrape, until Ctrl-C or --duration
   --duration S         stop --watch or --prometheus after S seconds
+
+Failed calls: as root, --watch and --prometheus attach a BPF tracer (on the
+kernel's tracepoints, detached when they stop) that counts every connect()
+that fails (EADDRNOTAVAIL: no source port left; or the handshake's error)
+and every bind() that fails with EADDRINUSE or EADDRNOTAVAIL, by source,
+destination and errno, in this network namespace. --watch shows those of the
+last 10 s (a FAILED column and a line per destination, beside its pool and
+churn); the exporter exports fourtuple_connect_failures_total and
+fourtuple_bind_failures_total; a one-shot run reads the counts of a tracer
+that runs. Without the privileges, the rest works and the report says why.
 
 Used counts every client-side socket but LISTEN, TIME_WAIT included (it holds
 its 4-tuple); capacity is the ephemeral range minus reserved and listened-on
@@ -168,8 +181,10 @@ export async function runPorts(argv: string[], out: (s: string) => void): Promis
   if (a.mode.kind === 'watch') return runWatch(a, a.mode.intervalS, out);
   if (a.mode.kind === 'prometheus') return runExporter(a, a.mode.host, a.mode.port, out);
   const scan = scanPorts(scanOptions(a));
-  if (a.json) out(JSON.stringify(portsJson(scan, { top: a.top, warn: a.warn }), null, 2));
-  else out(renderPorts(scan, { top: a.top ?? PORTS_DEFAULTS.top, warn: a.warn, ansi: process.stdout.isTTY === true }));
+  const live = liveFailures();
+  const failures: FailuresView = 'snapshot' in live ? { counted: true, seconds: null, counts: live.snapshot.counts, overflow: live.snapshot.overflow } : { counted: false, reason: live.reason };
+  if (a.json) out(JSON.stringify(portsJson(scan, { top: a.top, warn: a.warn, failures }), null, 2));
+  else out(renderPorts(scan, { top: a.top ?? PORTS_DEFAULTS.top, warn: a.warn, ansi: process.stdout.isTTY === true, failures }));
   return a.warn !== null && overThreshold(scan.report, a.warn).length > 0 ? 3 : 0;
 }
 
@@ -177,6 +192,8 @@ async function runWatch(a: PortsArgs, intervalS: number, out: (s: string) => voi
   const run = new RunUntil(a.durationS);
   const tty = process.stdout.isTTY === true && !a.json;
   const history = new ScanHistory();
+  const tracing = failureTracer();
+  const window = 'tracer' in tracing ? new FailureWindow(Date.now()) : undefined;
   try {
     while (!run.stopped) {
       const scan = scanPorts({ ...scanOptions(a), localPorts: true });
@@ -188,24 +205,35 @@ async function runWatch(a: PortsArgs, intervalS: number, out: (s: string) => voi
         ceilingOf: destinationCeilings(facts, a.strategy, scan.report.destinations.length),
         settings: churnSettings(facts),
       };
+      const failures = watchFailures(tracing, window);
       if (a.json) {
-        out(JSON.stringify({ at: new Date(scan.at).toISOString(), ...portsJson(scan, { top: a.top, warn: a.warn, rates, churn }) }));
+        out(JSON.stringify({ at: new Date(scan.at).toISOString(), ...portsJson(scan, { top: a.top, warn: a.warn, rates, churn, failures }) }));
       } else {
-        const view = renderWatch(scan, { top: a.top ?? PORTS_DEFAULTS.top, warn: a.warn, ansi: tty, rates, churn, intervalS });
+        const view = renderWatch(scan, { top: a.top ?? PORTS_DEFAULTS.top, warn: a.warn, ansi: tty, rates, churn, intervalS, failures });
         out(tty ? `\x1b[H\x1b[2J${view}` : `${view}\n`);
       }
       await run.sleep(intervalS * 1000);
     }
   } finally {
     run.dispose();
+    if ('tracer' in tracing) tracing.tracer.close();
   }
   return 0;
+}
+
+/** The watch view's failures: those of the last window, or why none are counted. */
+function watchFailures(tracing: { tracer: FailureTracer } | { reason: string }, window: FailureWindow | undefined): FailuresView {
+  if (!('tracer' in tracing) || !window) return { counted: false, reason: 'reason' in tracing ? tracing.reason : 'no tracer' };
+  const view = window.push(tracing.tracer.read());
+  return { counted: true, seconds: view.seconds, counts: view.recent, overflow: view.overflow };
 }
 
 async function runExporter(a: PortsArgs, host: string, port: number, out: (s: string) => void): Promise<number> {
   const snapshot = oncePerTurn(() => scanPorts(scanOptions(a)));
   const top = a.top ?? PORTS_DEFAULTS.metricsTop;
-  const server = new MetricsServer(portsRegistry(snapshot, top));
+  const tracing = failureTracer();
+  const failures = oncePerTurn(() => ('tracer' in tracing ? tracing.tracer.read() : { reason: tracing.reason }));
+  const server = new MetricsServer(portsRegistry(snapshot, top, failures));
   const run = new RunUntil(a.durationS);
   try {
     let addr;
@@ -217,7 +245,8 @@ async function runExporter(a: PortsArgs, host: string, port: number, out: (s: st
     }
     out(
       `Serving Prometheus metrics on http://${formatEndpoint(addr.address, addr.port)}/metrics (one scan per scrape, top ${top} destinations plus "other") ` +
-        `${a.durationS === null ? 'until SIGINT/SIGTERM' : `for ${a.durationS} s`}.`,
+        `${a.durationS === null ? 'until SIGINT/SIGTERM' : `for ${a.durationS} s`}; ` +
+        `${'tracer' in tracing ? 'failed connect() and bind() calls counted from now' : `failed calls not counted: ${tracing.reason}`}.`,
     );
     await run.done();
     await server.close();
@@ -226,5 +255,6 @@ async function runExporter(a: PortsArgs, host: string, port: number, out: (s: st
   } finally {
     run.dispose();
     await server.close();
+    if ('tracer' in tracing) tracing.tracer.close();
   }
 }

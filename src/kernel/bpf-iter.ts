@@ -15,33 +15,19 @@
  * connection's unread bytes as rxQueue.
  */
 import * as ffi from './ffi.js';
+import { FP, FUNC, R0, R1, R2, R3, R6, R7, R8, R9, BPF_TRACE_ITER, addImm, assemble, attach, call, exit, ja, jeqImm, jneImm, jsetImm, jslt32Imm, ldx, loadTracing, lshReg, movImm, movReg, sockCommonOffsets, stDw0, stx, sub32Reg, type Insn, type SockCommonOffsets } from './bpf.js';
 import { AF_INET, EAGAIN, EINTR, TCP_LISTEN, TCP_NEW_SYN_RECV, TCP_SYN_RECV, TCP_TIME_WAIT } from './linux.js';
 import { Btf, BtfKind } from './btf.js';
 import type { TcpRow } from './proc-net-tcp.js';
 import { v4Address, v6Address } from './sock-diag.js';
 
-const BPF_PROG_LOAD = 5;
-const BPF_LINK_CREATE = 28;
 const BPF_ITER_CREATE = 33;
-const BPF_PROG_TYPE_TRACING = 26;
-const BPF_TRACE_ITER = 28;
-const FUNC_SEQ_WRITE = 127;
-const FUNC_SKC_TO_TCP_SOCK = 137;
-const FUNC_SKC_TO_TCP_TIMEWAIT_SOCK = 138;
 const V4_RECORD = 20;
 const V6_RECORD = 44;
 
 /** Offsets the program reads, from BTF. */
-interface Layout {
+interface Layout extends SockCommonOffsets {
   metaSeq: number;
-  family: number;
-  state: number;
-  num: number;
-  dport: number;
-  daddr: number;
-  rcvSaddr: number;
-  v6Daddr: number;
-  v6RcvSaddr: number;
   ackBacklog: number;
   rcvNxt: number;
   copiedSeq: number;
@@ -62,21 +48,10 @@ function readLayout(): Layout {
     const btf = Btf.vmlinux();
     const target = btf.find(BtfKind.FUNC, 'bpf_iter_tcp');
     if (target === undefined) throw new Error('the kernel has no tcp iterator (bpf_iter_tcp)');
-    const m = (struct: string, path: string[], size: number): number => {
-      const r = btf.member(struct, path);
-      if (r.size !== size) throw new Error(`BTF: ${struct}.${path.join('.')} is ${r.size} bytes, not ${size}`);
-      return r.offset;
-    };
+    const m = (struct: string, path: string[], size: number): number => btf.offsetOf(struct, path, size);
     layout = {
       metaSeq: m('bpf_iter_meta', ['seq'], 8),
-      family: m('sock_common', ['skc_family'], 2),
-      state: m('sock_common', ['skc_state'], 1),
-      num: m('sock_common', ['skc_num'], 2),
-      dport: m('sock_common', ['skc_dport'], 2),
-      daddr: m('sock_common', ['skc_daddr'], 4),
-      rcvSaddr: m('sock_common', ['skc_rcv_saddr'], 4),
-      v6Daddr: m('sock_common', ['skc_v6_daddr'], 16),
-      v6RcvSaddr: m('sock_common', ['skc_v6_rcv_saddr'], 16),
+      ...sockCommonOffsets(btf),
       ackBacklog: m('tcp_sock', ['inet_conn', 'icsk_inet', 'sk', 'sk_ack_backlog'], 4),
       rcvNxt: m('tcp_sock', ['rcv_nxt'], 4),
       copiedSeq: m('tcp_sock', ['copied_seq'], 4),
@@ -90,61 +65,6 @@ function readLayout(): Layout {
   }
 }
 
-// --- a tiny assembler -------------------------------------------------------
-
-interface Insn {
-  code: number;
-  dst: number;
-  src: number;
-  off: number;
-  imm: number;
-  /** Jump target label, resolved into `off`. */
-  to?: string;
-}
-
-const R0 = 0, R1 = 1, R2 = 2, R3 = 3, R6 = 6, R7 = 7, R8 = 8, R9 = 9, FP = 10; // prettier-ignore
-
-const ldx = (size: 1 | 2 | 4 | 8, dst: number, src: number, off: number): Insn => ({ code: 0x61 | { 1: 0x10, 2: 0x08, 4: 0x00, 8: 0x18 }[size], dst, src, off, imm: 0 });
-const stx = (size: 1 | 2 | 4, dst: number, off: number, src: number): Insn => ({ code: 0x63 | { 1: 0x10, 2: 0x08, 4: 0x00 }[size], dst, src, off, imm: 0 });
-const stDw0 = (off: number): Insn => ({ code: 0x7a, dst: FP, src: 0, off, imm: 0 });
-const movImm = (dst: number, imm: number): Insn => ({ code: 0xb7, dst, src: 0, off: 0, imm });
-const movReg = (dst: number, src: number): Insn => ({ code: 0xbf, dst, src, off: 0, imm: 0 });
-const addImm = (dst: number, imm: number): Insn => ({ code: 0x07, dst, src: 0, off: 0, imm });
-const lshReg = (dst: number, src: number): Insn => ({ code: 0x6f, dst, src, off: 0, imm: 0 });
-const sub32Reg = (dst: number, src: number): Insn => ({ code: 0x1c, dst, src, off: 0, imm: 0 });
-const jeqImm = (dst: number, imm: number, to: string): Insn => ({ code: 0x15, dst, src: 0, off: 0, imm, to });
-const jneImm = (dst: number, imm: number, to: string): Insn => ({ code: 0x55, dst, src: 0, off: 0, imm, to });
-const jsetImm = (dst: number, imm: number, to: string): Insn => ({ code: 0x45, dst, src: 0, off: 0, imm, to });
-/** Signed 32-bit less-than against an immediate (BPF_JMP32 | BPF_JSLT). */
-const jslt32Imm = (dst: number, imm: number, to: string): Insn => ({ code: 0xc6, dst, src: 0, off: 0, imm, to });
-const ja = (to: string): Insn => ({ code: 0x05, dst: 0, src: 0, off: 0, imm: 0, to });
-const call = (helper: number): Insn => ({ code: 0x85, dst: 0, src: 0, off: 0, imm: helper });
-const exit = (): Insn => ({ code: 0x95, dst: 0, src: 0, off: 0, imm: 0 });
-
-/** Assembles instructions and `label` strings into bytecode. */
-function assemble(items: (Insn | string)[]): Buffer {
-  const labels = new Map<string, number>();
-  const insns: Insn[] = [];
-  for (const it of items) {
-    if (typeof it === 'string') labels.set(it, insns.length);
-    else insns.push(it);
-  }
-  const out = Buffer.alloc(insns.length * 8);
-  insns.forEach((insn, pc) => {
-    let off = insn.off;
-    if (insn.to !== undefined) {
-      const target = labels.get(insn.to);
-      if (target === undefined) throw new Error(`bpf: no label ${insn.to}`);
-      off = target - (pc + 1);
-    }
-    out[pc * 8] = insn.code;
-    out[pc * 8 + 1] = (insn.src << 4) | insn.dst;
-    out.writeInt16LE(off, pc * 8 + 2);
-    out.writeInt32LE(insn.imm, pc * 8 + 4);
-  });
-  return out;
-}
-
 /**
  * The iterator program. The record, on the stack at fp-48:
  * family u8, state u8, local port u16 (host order), remote port u16
@@ -154,7 +74,7 @@ function iteratorProgram(l: Layout, stateMask: number, unread: boolean): Buffer 
   const rec = -48;
   const v4 = (from: number, to: number): Insn[] => [ldx(4, R1, R7, from), stx(4, FP, to, R1)];
   const v6 = (from: number, to: number): Insn[] => [0, 4, 8, 12].flatMap((i) => v4(from + i, to + i));
-  const write = (len: number): Insn[] => [movReg(R1, R8), movReg(R2, FP), addImm(R2, rec), movImm(R3, len), call(FUNC_SEQ_WRITE)];
+  const write = (len: number): Insn[] => [movReg(R1, R8), movReg(R2, FP), addImm(R2, rec), movImm(R3, len), call(FUNC.seqWrite)];
   return assemble([
     ldx(8, R6, R1, 0), // ctx->meta
     ldx(8, R7, R1, 8), // ctx->sk_common
@@ -165,7 +85,7 @@ function iteratorProgram(l: Layout, stateMask: number, unread: boolean): Buffer 
     ldx(1, R9, R7, l.state),
     jneImm(R9, TCP_TIME_WAIT, 'state'),
     movReg(R1, R7),
-    call(FUNC_SKC_TO_TCP_TIMEWAIT_SOCK),
+    call(FUNC.skcToTcpTimewaitSock),
     jeqImm(R0, 0, 'state'),
     ldx(1, R9, R0, l.twSubstate),
     'state',
@@ -185,7 +105,7 @@ function iteratorProgram(l: Layout, stateMask: number, unread: boolean): Buffer 
     // Reading the latter touches another cache line of every socket: skipped when not asked for.
     ...(unread ? [] : [jneImm(R9, TCP_LISTEN, 'addresses')]),
     movReg(R1, R7),
-    call(FUNC_SKC_TO_TCP_SOCK),
+    call(FUNC.skcToTcpSock),
     jeqImm(R0, 0, 'addresses'),
     jneImm(R9, TCP_LISTEN, 'unread'),
     ldx(4, R1, R0, l.ackBacklog),
@@ -217,41 +137,12 @@ function iteratorProgram(l: Layout, stateMask: number, unread: boolean): Buffer 
 /** Loads the program and attaches it as an iterator; the link's fd, or throws with the kernel's reason. */
 function loadLink(stateMask: number, unread: boolean): number {
   const l = readLayout();
-  const insns = iteratorProgram(l, stateMask, unread);
-  const license = Buffer.from('Dual MIT/GPL\0');
-  const load = (log?: Buffer): number => {
-    const attr = Buffer.alloc(128);
-    attr.writeUInt32LE(BPF_PROG_TYPE_TRACING, 0);
-    attr.writeUInt32LE(insns.length / 8, 4);
-    attr.writeBigUInt64LE(ffi.addressOf(insns), 8);
-    attr.writeBigUInt64LE(ffi.addressOf(license), 16);
-    if (log) {
-      attr.writeUInt32LE(1, 24);
-      attr.writeUInt32LE(log.length, 28);
-      attr.writeBigUInt64LE(ffi.addressOf(log), 32);
-    }
-    attr.write('ft_tcp_iter', 48, 'latin1');
-    attr.writeUInt32LE(BPF_TRACE_ITER, 68);
-    attr.writeUInt32LE(l.target, 108);
-    return ffi.bpf(BPF_PROG_LOAD, attr);
-  };
-  let prog = load();
-  if (prog < 0) {
-    const log = Buffer.alloc(1 << 16);
-    const again = load(log);
-    if (again >= 0) prog = again;
-    else {
-      const text = log.toString('latin1', 0, Math.max(0, log.indexOf(0))).trim().split('\n').slice(-2).join(' / ');
-      throw new Error(`BPF_PROG_LOAD: ${ffi.errnoName(prog)}${text ? `: ${text}` : ''}`);
-    }
+  const prog = loadTracing({ insns: iteratorProgram(l, stateMask, unread), name: 'ft_tcp_iter', attachType: BPF_TRACE_ITER, attachBtfId: l.target });
+  try {
+    return attach(prog, BPF_TRACE_ITER);
+  } finally {
+    ffi.close(prog); // the link holds the program
   }
-  const linkAttr = Buffer.alloc(64);
-  linkAttr.writeUInt32LE(prog, 0);
-  linkAttr.writeUInt32LE(BPF_TRACE_ITER, 8);
-  const link = ffi.bpf(BPF_LINK_CREATE, linkAttr);
-  ffi.close(prog); // the link holds the program
-  if (link < 0) throw new Error(`BPF_LINK_CREATE: ${ffi.errnoName(link)}`);
-  return link;
 }
 
 /**

@@ -147,6 +147,30 @@ export class Btf {
     return { offset, size };
   }
 
+  /**
+   * The parameter names of function `name` (a BTF FUNC), in order: a tracing
+   * program reads argument i at ctx[i] and, at fexit, the return value right
+   * after the last one. Throws when the kernel's BTF has no such function.
+   */
+  funcParams(name: string): string[] {
+    const id = this.find(BtfKind.FUNC, name);
+    if (id === undefined) throw new Error(`BTF has no function ${name}`);
+    const proto = this.#word(this.#at[id] + 8);
+    if (this.kind(proto) !== BtfKind.FUNC_PROTO) throw new Error(`BTF: ${name} has no prototype`);
+    const p = this.#at[proto];
+    const vlen = this.#word(p + 4) & 0xffff;
+    const out: string[] = [];
+    for (let i = 0; i < vlen; i++) out.push(this.#string(this.#word(p + 12 + i * 8)));
+    return out;
+  }
+
+  /** The byte offset of a member that must be `size` bytes (what a BPF program loads); throws otherwise. */
+  offsetOf(structName: string, path: readonly string[], size: number): number {
+    const r = this.member(structName, path);
+    if (r.size !== size) throw new Error(`BTF: ${structName}.${path.join('.')} is ${r.size} bytes, not ${size}`);
+    return r.offset;
+  }
+
   /** A member of the struct/union `id` named `name`, also inside anonymous members: its type and byte offset. */
   #findMember(id: number, name: string): { type: number; offset: number } | undefined {
     const p = this.#at[id];

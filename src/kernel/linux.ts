@@ -39,12 +39,20 @@ export const IPPROTO_TCP = 6;
 
 // errno values the code compares results with (the syscall wrappers of
 // ffi.ts return them negated: -errno), and their names.
+/** Operation not permitted: a capability is missing (bpf(2) without CAP_BPF). */
+export const EPERM = 1;
+/** No such entry: the end of a BPF map walk. */
+export const ENOENT = 2;
 /** Interrupted by a signal; the call may be retried. */
 export const EINTR = 4;
 /** Resource temporarily unavailable: no pending connection for accept4, or no data yet. */
 export const EAGAIN = 11;
 /** Kernel memory exhausted. */
 export const ENOMEM = 12;
+/** Permission denied: the BPF verifier refused a program. */
+export const EACCES = 13;
+/** Exists already: a BPF map insert lost to another CPU's. */
+export const EEXIST = 17;
 /** Invalid argument. */
 export const EINVAL = 22;
 /** System-wide fs.file-max reached. */

@@ -4,8 +4,9 @@
  * once per scrape; the number of destination series is capped at `top` plus
  * one aggregated `other`.
  */
-import { Gauge, Registry } from 'prom-client';
+import { Counter, Gauge, Registry } from 'prom-client';
 import type { PortScan } from '../engine/port-scan.js';
+import type { FailureCount, FailureSnapshot } from '../kernel/failure-tracer.js';
 import type { DestinationPressure } from '../model/port-pressure.js';
 
 /** Label value of the series that aggregates the destinations past the cap. */
@@ -29,8 +30,12 @@ export function oncePerTurn<T>(scan: () => T): () => T {
   };
 }
 
-/** A registry whose gauges read `snapshot()` on collect; `top` caps destinations and listeners. */
-export function portsRegistry(snapshot: () => PortScan, top: number): Registry {
+/**
+ * A registry whose gauges read `snapshot()` on collect; `top` caps
+ * destinations and listeners, and the failure series. `failures()` gives
+ * what the failure tracer counted since it attached, or why it could not.
+ */
+export function portsRegistry(snapshot: () => PortScan, top: number, failures?: () => FailureSnapshot | { reason: string }): Registry {
   const registry = new Registry();
   const registers = [registry];
   const destLabels: DestLabels[] = ['source', 'destination', 'port'];
@@ -155,5 +160,63 @@ export function portsRegistry(snapshot: () => PortScan, top: number): Registry {
       for (const s of snapshot().report.sources.slice(0, top)) this.set({ source: s.source }, s.portsInUse);
     },
   });
+  if (failures) failureMetrics(registers, failures, top);
   return registry;
+}
+
+/** Top `top` counts of one call, by count, and the rest summed into one series labelled `other`. */
+function cappedFailures(all: readonly FailureCount[], call: 'connect' | 'bind', top: number): { counts: FailureCount[]; other: Map<string, number> } {
+  const mine = all.filter((c) => c.call === call);
+  const other = new Map<string, number>();
+  for (const c of mine.slice(top)) other.set(c.errno, (other.get(c.errno) ?? 0) + c.count);
+  return { counts: mine.slice(0, top), other };
+}
+
+function failureMetrics(registers: Registry[], failures: () => FailureSnapshot | { reason: string }, top: number): void {
+  const counts = (): readonly FailureCount[] => {
+    const f = failures();
+    return 'counts' in f ? f.counts : [];
+  };
+  new Gauge({
+    name: 'fourtuple_failure_tracer_attached',
+    help: 'Whether failed connect() and bind() calls are counted (1) or not (0: no privileges, or a kernel without the tracepoints; the exporter printed why).',
+    registers,
+    collect() {
+      this.set('counts' in failures() ? 1 : 0);
+    },
+  });
+  new Counter({
+    name: 'fourtuple_connect_failures_total',
+    help: 'connect() calls that failed toward the destination since the exporter started, by errno: EADDRNOTAVAIL (no source port left), or the error of the handshake (ECONNREFUSED, ETIMEDOUT, ...).',
+    labelNames: ['source', 'destination', 'port', 'errno'],
+    registers,
+    collect() {
+      this.reset();
+      const { counts: shown, other } = cappedFailures(counts(), 'connect', top);
+      for (const c of shown) this.inc({ source: c.source, destination: c.destination ?? '', port: String(c.port), errno: c.errno }, c.count);
+      for (const [errno, n] of other) this.inc({ source: OTHER, destination: OTHER, port: OTHER, errno }, n);
+    },
+  });
+  new Counter({
+    name: 'fourtuple_bind_failures_total',
+    help: 'bind() calls that failed on the address since the exporter started, by port asked for (0: any ephemeral port) and errno (EADDRINUSE: taken, or none free).',
+    labelNames: ['source', 'port', 'errno'],
+    registers,
+    collect() {
+      this.reset();
+      const { counts: shown, other } = cappedFailures(counts(), 'bind', top);
+      for (const c of shown) this.inc({ source: c.source, port: String(c.port), errno: c.errno }, c.count);
+      for (const [errno, n] of other) this.inc({ source: OTHER, port: OTHER, errno }, n);
+    },
+  });
+  new Counter({
+    name: 'fourtuple_failure_overflow_total',
+    help: "Failed calls the tracer's map, full, could not place by key (counted here instead).",
+    registers,
+    collect() {
+      this.reset();
+      const f = failures();
+      if ('overflow' in f) this.inc(f.overflow);
+    },
+  });
 }

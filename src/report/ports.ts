@@ -6,6 +6,8 @@ import { formatEndpoint } from '../model/address.js';
 import { type Churn, type ChurnSettings, ratePerSecond } from '../model/churn.js';
 import type { Strategy } from '../model/strategy.js';
 import { bytes, ms, num, table } from './format.js';
+import type { FailureCount } from '../kernel/failure-tracer.js';
+import { failureLine, failuresByDestination } from '../model/failures.js';
 
 /** Share of a pool past which a destination is "under pressure" when --warn is not given: connect() slows down past half full. */
 export const DEFAULT_PRESSURE_PERCENT = 50;
@@ -22,7 +24,21 @@ export interface PortsRenderOptions {
   readonly rates?: ReadonlyMap<string, number>;
   /** New connections per second since the last scan and the churn ceiling, by destinationKey (the watch view). */
   readonly churn?: WatchChurn;
+  /** Failed connect() and bind() calls the failure tracer counted; absent: not asked for. */
+  readonly failures?: FailuresView;
 }
+
+/** What the failure tracer counted, as a view shows it. */
+export type FailuresView =
+  | {
+      readonly counted: true;
+      /** Over the last `seconds` (the watch view), or since the tracer started (null: one-shot, read from a running tracer). */
+      readonly seconds: number | null;
+      /** Most first. */
+      readonly counts: readonly FailureCount[];
+      readonly overflow: number;
+    }
+  | { readonly counted: false; readonly reason: string };
 
 /** The watch view's churn: new connections per second (empty on the first refresh) beside each destination's ceiling. */
 export interface WatchChurn {
@@ -153,7 +169,9 @@ function destinationsTable(report: PortPressureReport, o: PortsRenderOptions): s
   const shown = report.destinations.slice(0, o.top);
   const withTrend = o.rates !== undefined;
   const churn = o.churn;
-  const header = ['SOURCE', 'DESTINATION', 'USED', 'CAPACITY', 'HEADROOM', 'ESTAB', 'TIME_WAIT', ...(withTrend ? ['TREND'] : []), ...(churn ? ['NEW/S', 'CEILING/S'] : []), 'OTHER'];
+  const failed = o.failures?.counted ? failuresByDestination(o.failures.counts) : undefined;
+  const failedHeader = o.failures?.counted ? (o.failures.seconds === null ? 'FAILED' : `FAILED/${Math.round(o.failures.seconds)}S`) : '';
+  const header = ['SOURCE', 'DESTINATION', 'USED', 'CAPACITY', 'HEADROOM', 'ESTAB', 'TIME_WAIT', ...(withTrend ? ['TREND'] : []), ...(churn ? ['NEW/S', 'CEILING/S'] : []), ...(failed ? [failedHeader] : []), 'OTHER'];
   const rows = shown.map((d) => [
     d.source,
     endpoint(d.destination, d.port),
@@ -164,9 +182,10 @@ function destinationsTable(report: PortPressureReport, o: PortsRenderOptions): s
     num(d.timeWait),
     ...(withTrend ? [rate(o.rates?.get(destinationKey(d))) || '-'] : []),
     ...(churn ? newAndCeiling(d, churn) : []),
+    ...(failed ? [num(failed.get(destinationKey(d))?.total ?? 0)] : []),
     otherStates(d),
   ]);
-  const extra = (withTrend ? 1 : 0) + (churn ? 2 : 0);
+  const extra = (withTrend ? 1 : 0) + (churn ? 2 : 0) + (failed ? 1 : 0);
   const right = new Set([2, 3, 4, 5, 6, ...Array.from({ length: extra }, (_, i) => 7 + i)]);
   const lines = table(header, rows, right).split('\n');
   const out = [lines[0]];
@@ -186,6 +205,38 @@ function newAndCeiling(d: DestinationPressure, churn: WatchChurn): [string, stri
   const key = destinationKey(d);
   const n = churn.newPerSecond.get(key);
   return [n === undefined ? '-' : ratePerSecond(n), ceilingCell(d, churn.ceilingOf(d))];
+}
+
+/**
+ * The failures section: one line per failing destination (or bind address),
+ * with, for a destination the table knows, its pool and its churn beside the
+ * failures, so that cause and effect read on one line.
+ */
+function failureLines(report: PortPressureReport, o: PortsRenderOptions): string[] {
+  const f = o.failures;
+  if (!f) return [];
+  if (!f.counted) return [`Failed connect() and bind() calls: not counted (${f.reason}).`];
+  const span = f.seconds === null ? 'since the failure tracer started' : `in the last ${Math.max(1, Math.round(f.seconds))} s`;
+  if (f.counts.length === 0) return [`Failed connect() and bind() calls: none ${span}${f.overflow ? ` but ${num(f.overflow)} the tracer's full map could not place` : ''}.`];
+  const byKey = new Map(report.destinations.map((d) => [destinationKey(d), d]));
+  const shown = f.counts.slice(0, o.top);
+  const out = ['Failed connect() and bind() calls (counted in the kernel as they happen):'];
+  for (const c of shown) {
+    let line = `  ${failureLine(c, f.seconds)}`;
+    const d = c.destination === null ? undefined : byKey.get(destinationKey({ source: c.source, destination: c.destination, port: c.port }));
+    if (d) {
+      line += `; ${d.capacity === null ? `${num(d.used)} ports used` : `${num(d.used)} of ${num(d.capacity)} ports used`}`;
+      const n = o.churn?.newPerSecond.get(destinationKey(d));
+      const ceiling = o.churn?.ceilingOf(d).perPool;
+      if (n !== undefined) line += `, ${ratePerSecond(n)} new/s${ceiling === undefined || ceiling === null ? '' : ` against a churn ceiling of ${ratePerSecond(ceiling)}/s`}`;
+    } else if (c.call === 'bind' && c.port === 0) {
+      line += ': bind(address, 0) found no free ephemeral port on the address';
+    }
+    out.push(line);
+  }
+  if (f.counts.length > shown.length) out.push(`  ... and ${num(f.counts.length - shown.length)} more`);
+  if (f.overflow) out.push(`  and ${num(f.overflow)} more the tracer's map (full) could not place`);
+  return out;
 }
 
 function listenersTable(report: PortPressureReport, top: number): string[] {
@@ -232,6 +283,7 @@ export function renderPorts(scan: PortScan, options: PortsRenderOptions): string
   const r = scan.report;
   const out = [portsSentence(r, options)];
   if (r.destinations.length) out.push('', ...destinationsTable(r, options));
+  if (options.failures) out.push('', ...failureLines(r, options));
   if (r.listeners.length) out.push('', ...listenersTable(r, options.top));
   if (r.sources.length) out.push('', ...sourcesTable(r, options.top));
   out.push('', ...totalsLines(scan));
@@ -249,9 +301,10 @@ function round(n: number | null, digits = 2): number | null {
 }
 
 /** The `--json` document. `top` null: every destination and listener. */
-export function portsJson(scan: PortScan, options: { top: number | null; warn: number | null; rates?: ReadonlyMap<string, number>; churn?: WatchChurn }): object {
+export function portsJson(scan: PortScan, options: { top: number | null; warn: number | null; rates?: ReadonlyMap<string, number>; churn?: WatchChurn; failures?: FailuresView }): object {
   const r = scan.report;
   const top = options.top ?? Number.MAX_SAFE_INTEGER;
+  const failed = options.failures?.counted ? failuresByDestination(options.failures.counts) : undefined;
   const destinations = r.destinations.slice(0, top).map((d) => ({
     source: d.source,
     destination: d.destination,
@@ -268,6 +321,7 @@ export function portsJson(scan: PortScan, options: { top: number | null; warn: n
     states: d.states,
     ...(options.rates ? { trend: round(options.rates.get(destinationKey(d)) ?? null) } : {}),
     ...(options.churn ? churnFields(d, options.churn) : {}),
+    ...(failed ? { failures: failed.get(destinationKey(d)) ?? { total: 0, byErrno: {} } } : {}),
   }));
   return {
     destinations,
@@ -278,6 +332,7 @@ export function portsJson(scan: PortScan, options: { top: number | null; warn: n
     pools: r.pools,
     ...(options.warn !== null ? { warn: { percent: options.warn, over: r.destinations.filter((d) => over(d, options.warn)).length } } : {}),
     ...(options.churn ? { churn: churnSummary(options.churn) } : {}),
+    ...(options.failures ? { failures: options.failures } : {}),
     scanMs: round(scan.scanMs, 3),
     source: scan.source,
     rows: scan.rows,
