@@ -73,7 +73,11 @@ test('k8s sink and exporter: valid; the exporter on the host network with the it
   validate(ex.docs[0]);
   const spec = ex.docs[0].spec.template.spec;
   assert.equal(spec.hostNetwork, true);
-  assert.deepEqual(spec.containers[0].args, ['ports', '--prometheus', '0.0.0.0:9464']);
+  assert.deepEqual(spec.containers[0].args, ['ports', '--prometheus', '0.0.0.0:9464', '--by', 'cgroup']);
+  // The node's cgroup tree, read-only, where --by cgroup names the holders.
+  assert.deepEqual(spec.containers[0].env, [{ name: 'FOURTUPLE_CGROUP_ROOT', value: '/host/sys/fs/cgroup' }]);
+  assert.deepEqual(spec.containers[0].volumeMounts, [{ name: 'cgroup', mountPath: '/host/sys/fs/cgroup', readOnly: true }]);
+  assert.deepEqual(spec.volumes, [{ name: 'cgroup', hostPath: { path: '/sys/fs/cgroup', type: 'Directory' } }]);
   assert.deepEqual(spec.containers[0].securityContext.capabilities.add.sort(), ['BPF', 'NET_ADMIN', 'PERFMON', 'SYS_RESOURCE']);
   assert.equal(spec.containers[0].securityContext.readOnlyRootFilesystem, true);
   assert.ok(spec.containers[0].resources.requests && spec.containers[0].resources.limits);

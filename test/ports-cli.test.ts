@@ -20,7 +20,15 @@ function run(...args: string[]): { status: number | null; stdout: string; stderr
 describe('parsePortsArgs', () => {
   it('defaults: one scan, no filter, no threshold', () => {
     const a = parsePortsArgs([]);
-    assert.deepEqual({ ...a, to: a.to.length }, { help: false, json: false, top: null, states: undefined, to: 0, warn: null, mode: { kind: 'once' }, durationS: null, strategy: null });
+    assert.deepEqual({ ...a, to: a.to.length }, { help: false, json: false, top: null, states: undefined, to: 0, warn: null, mode: { kind: 'once' }, durationS: null, strategy: null, byCgroup: false, pids: false });
+  });
+
+  it('--by cgroup and --pids: who holds the ports; --pids implies --by cgroup and is refused with --prometheus', () => {
+    assert.equal(parsePortsArgs(['--by', 'cgroup']).byCgroup, true);
+    assert.deepEqual([parsePortsArgs(['--pids']).byCgroup, parsePortsArgs(['--pids']).pids], [true, true]);
+    assert.equal(parsePortsArgs(['--prometheus', '9464', '--by', 'cgroup']).byCgroup, true);
+    assert.throws(() => parsePortsArgs(['--by', 'pod']), (e: unknown) => e instanceof InvalidArgumentError && e.message === "invalid --by 'pod': expected cgroup");
+    assert.throws(() => parsePortsArgs(['--prometheus', '9464', '--pids']), (e: unknown) => e instanceof InvalidArgumentError && /--pids does not apply to --prometheus/.test(e.message));
   });
 
   it('--strategy: with --watch only, for its churn ceiling', () => {

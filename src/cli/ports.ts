@@ -29,6 +29,7 @@ export const PORTS_DEFAULTS = {
 
 /** Usage text. */
 export const PORTS_HELP = `Usage: fourtuple ports [--top N] [--state S,...] [--to ADDR:PORTS ...] [--json] [--warn PERCENT]
+                      [--by cgroup] [--pids]
                       [--watch [SECONDS] [--strategy S]] [--prometheus ADDR:PORT] [--duration S]
 
 Reads the kernel's socket table (a BPF iterator where allowed, as root; else
@@ -42,6 +43,11 @@ first line names the destination closest to running out.
                        FIN_WAIT2, TIME_WAIT, CLOSE, CLOSE_WAIT, LAST_ACK, LISTEN, CLOSING
   --to ADDR:PORTS      only these destinations: 10.0.0.5:5432, 127.0.0.1:7000-7099 (repeatable)
   --json               print one JSON object (with --watch: one per line per refresh)
+  --by cgroup          who holds each destination's ports: its sockets per control group (cgroup v2
+                       path, with the systemd unit or the Kubernetes pod and container it names);
+                       TIME_WAIT sockets belong to no one. Needs the BPF iterator (root)
+  --pids               also the processes holding them (every /proc/PID/fd link is read: costly
+                       with many descriptors; not with --prometheus)
   --warn PERCENT       exit 3 when a destination uses at least PERCENT of its ports (for cron
                        and health checks); with --watch, highlight those rows instead
   --watch [SECONDS]    redraw every SECONDS (default ${PORTS_DEFAULTS.watchS}) with the trend per destination, the
@@ -83,6 +89,8 @@ const OPTIONS = {
   prometheus: { type: 'string' },
   duration: { type: 'string' },
   strategy: { type: 'string' },
+  by: { type: 'string' },
+  pids: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -102,6 +110,10 @@ export interface PortsArgs {
   readonly durationS: number | null;
   /** --strategy for the watch view's churn ceiling; null: auto (explicit for ports outside the range). */
   readonly strategy: Strategy | null;
+  /** --by cgroup: who holds each destination's sockets. */
+  readonly byCgroup: boolean;
+  /** --pids: and which processes (reads every /proc/PID/fd link). */
+  readonly pids: boolean;
 }
 
 const STATE_ALIASES: Readonly<Record<string, number>> = { ESTAB: STATE.ESTABLISHED };
@@ -154,6 +166,8 @@ export function parsePortsArgs(argv: string[]): PortsArgs {
   }
   if (v.duration !== undefined && mode.kind === 'once') throw new InvalidArgumentError(`--duration ${v.duration} applies to --watch and --prometheus only`);
   if (v.strategy !== undefined && mode.kind !== 'watch') throw new InvalidArgumentError(`--strategy ${v.strategy} applies to --watch only (its churn ceiling)`);
+  if (v.by !== undefined && v.by !== 'cgroup') throw new InvalidArgumentError(`invalid --by '${v.by}': expected cgroup`);
+  if (v.pids && mode.kind === 'prometheus') throw new InvalidArgumentError('--pids does not apply to --prometheus: reading every /proc/PID/fd link on each scrape costs too much; use --by cgroup');
   return {
     help: v.help ?? false,
     json: v.json ?? false,
@@ -164,11 +178,13 @@ export function parsePortsArgs(argv: string[]): PortsArgs {
     mode,
     durationS: v.duration === undefined ? null : numberOption('--duration', v.duration, 0, 0.1, 31_536_000),
     strategy: v.strategy === undefined ? null : strategyOption(v.strategy, 'auto'),
+    byCgroup: v.by === 'cgroup' || v.pids === true,
+    pids: v.pids === true,
   };
 }
 
 function scanOptions(a: PortsArgs): PortScanOptions {
-  return { states: a.states, to: a.to };
+  return { states: a.states, to: a.to, byCgroup: a.byCgroup, pids: a.pids };
 }
 
 /** Runs the command; returns the exit code (3: --warn threshold reached in a one-shot run). */

@@ -11,7 +11,8 @@ import type { TcpRow } from '../kernel/proc-net-tcp.js';
 import { readCapabilities, readInt, readInts, readMeminfo, readText } from '../kernel/procfs.js';
 import { scanSockets, type SocketTableSource } from '../kernel/socket-table.js';
 import type { Endpoints } from '../model/address.js';
-import { PortPressure, STATE, type PortPressureReport, type PressureFacts } from '../model/port-pressure.js';
+import { PortPressure, STATE, destinationKey, type PortPressureReport, type PressureFacts } from '../model/port-pressure.js';
+import { cgroupPaths, describeCgroup, socketHolders, type CgroupInfo } from '../kernel/owners.js';
 import { PortSet } from '../model/port-set.js';
 
 /** What to scan. */
@@ -24,6 +25,32 @@ export interface PortScanOptions {
   readonly to?: readonly Endpoints[];
   /** Keep each destination's local ports, for a view that compares scans (ports --watch). */
   readonly localPorts?: boolean;
+  /** Count each destination's sockets by the cgroup that holds them (BPF iterator only). */
+  readonly byCgroup?: boolean;
+  /** Name the processes holding each destination's sockets (BPF iterator for the inodes, then every /proc/PID/fd link: costly). */
+  readonly pids?: boolean;
+}
+
+/** A process and how many of a destination's sockets it holds. */
+export interface ProcessHold {
+  readonly pid: number;
+  readonly comm: string;
+  readonly sockets: number;
+}
+
+/** Who holds the sockets, when asked (byCgroup, pids). */
+export interface ScanOwners {
+  /** The cgroups seen, by id (0: no owner, TIME_WAIT and request sockets). */
+  readonly cgroups: ReadonlyMap<number, CgroupInfo>;
+  /** Why who holds the sockets is not known: the scan did not use the BPF iterator. */
+  readonly missing?: string;
+  /** With pids: per destinationKey, the processes holding its sockets, most first; and what reading /proc cost. */
+  readonly processes?: {
+    readonly byDestination: ReadonlyMap<string, readonly ProcessHold[]>;
+    readonly ms: number;
+    readonly processes: number;
+    readonly descriptors: number;
+  };
 }
 
 /** A finished scan. */
@@ -38,12 +65,14 @@ export interface PortScan {
   readonly errors: readonly string[];
   /** When the scan finished (epoch ms). */
   readonly at: number;
+  /** With byCgroup or pids. */
+  readonly owners?: ScanOwners;
 }
 
 /** The socket table's reader: the one place to change for another source. */
-function readTable(root: string, onRow: (row: TcpRow) => void, states: ReadonlySet<number>): { rows: number; errors: string[]; source: SocketTableSource } {
+function readTable(root: string, onRow: (row: TcpRow) => void, states: ReadonlySet<number>, owners = false): { rows: number; errors: string[]; source: SocketTableSource; ownersMissing?: string } {
   // The aggregation reads rxQueue of listeners only (their accept queue).
-  return scanSockets(onRow, { states, root, unreadBytes: false });
+  return scanSockets(onRow, { states, root, unreadBytes: false, owners });
 }
 
 /** The few facts capacity, descriptors and memory need: cheap files only (the listeners come from the scan). */
@@ -86,15 +115,51 @@ export function scanPorts(options: PortScanOptions = {}): PortScan {
   const root = options.root ?? '/';
   const start = performance.now();
   const facts = readPressureFacts(root);
-  const agg = new PortPressure({ range: facts.portRange.known ? facts.portRange.value : null, states: options.states, match: destinationMatcher(options.to), localPorts: options.localPorts });
+  const owners = options.byCgroup === true || options.pids === true;
+  const agg = new PortPressure({
+    range: facts.portRange.known ? facts.portRange.value : null,
+    states: options.states,
+    match: destinationMatcher(options.to),
+    localPorts: options.localPorts,
+    cgroups: owners,
+    inodes: options.pids === true,
+  });
   const onRow = (row: TcpRow): void => agg.add(row);
   const first = readTable(root, onRow, LISTEN_ONLY);
   const rest = new Set(options.states ?? ALL_STATES);
   rest.delete(STATE.LISTEN);
-  const second = rest.size ? readTable(root, onRow, rest) : { rows: 0, errors: [], source: first.source };
+  const second = rest.size ? readTable(root, onRow, rest, owners) : { rows: 0, errors: [], source: first.source };
   const errors = [...new Set([...first.errors, ...second.errors])];
   const rows = first.rows + second.rows;
   if (rows === 0 && errors.length >= 2) throw new UnsupportedError(`cannot read the socket table: ${errors.join('; ')}`);
   const report = agg.result(facts);
-  return { report, scanMs: performance.now() - start, source: second.source, rows, errors, at: Date.now() };
+  const scanOwners = owners ? ownersOf(report, options.pids === true, 'ownersMissing' in second ? second.ownersMissing : undefined) : undefined;
+  return { report, scanMs: performance.now() - start, source: second.source, rows, errors, at: Date.now(), ...(scanOwners ? { owners: scanOwners } : {}) };
+}
+
+/** Names the cgroups the destinations' sockets are in and, with `pids`, their processes. */
+function ownersOf(report: PortPressureReport, pids: boolean, missing: string | undefined): ScanOwners {
+  if (missing !== undefined) return { cgroups: new Map(), missing };
+  const ids = new Set<number>();
+  for (const d of report.destinations) for (const c of d.cgroups ?? []) ids.add(c.id);
+  const paths = cgroupPaths(ids);
+  const cgroups = new Map<number, CgroupInfo>();
+  for (const id of ids) cgroups.set(id, id === 0 ? { id, path: null } : describeCgroup(id, paths.get(id) ?? null));
+  if (!pids) return { cgroups };
+  const want = new Set<number>();
+  for (const d of report.destinations) for (const i of d.inodes ?? []) want.add(i);
+  const holders = socketHolders(want);
+  const byDestination = new Map<string, ProcessHold[]>();
+  for (const d of report.destinations) {
+    const counts = new Map<number, { pid: number; comm: string; sockets: number }>();
+    for (const i of d.inodes ?? []) {
+      const p = holders.byInode.get(i);
+      if (!p) continue;
+      const c = counts.get(p.pid);
+      if (c) c.sockets++;
+      else counts.set(p.pid, { pid: p.pid, comm: p.comm, sockets: 1 });
+    }
+    byDestination.set(destinationKey(d), [...counts.values()].sort((a, b) => b.sockets - a.sockets || a.pid - b.pid));
+  }
+  return { cgroups, processes: { byDestination, ms: holders.ms, processes: holders.processes, descriptors: holders.descriptors } };
 }

@@ -128,7 +128,8 @@ export interface ExporterOptions extends ManifestOptions {
 /**
  * The `ports` exporter on every node: the host's network namespace (the
  * node's sockets, not the pod's), the capabilities the BPF socket iterator
- * needs (without them it falls back to sock_diag), a read-only root, and the
+ * needs (without them it falls back to sock_diag), the node's cgroup tree
+ * (read-only) to name who holds the ports, a read-only root, and the
  * annotations Prometheus's kubernetes_sd scrape configs look for.
  */
 export function exporterDaemonSet(o: ExporterOptions): K8sObject {
@@ -152,7 +153,10 @@ export function exporterDaemonSet(o: ExporterOptions): K8sObject {
             {
               name: 'exporter',
               image: o.image,
-              args: ['ports', '--prometheus', `0.0.0.0:${o.port}`],
+              // --by cgroup names who holds the ports from the node's cgroup tree, mounted read-only below.
+              args: ['ports', '--prometheus', `0.0.0.0:${o.port}`, '--by', 'cgroup'],
+              env: [{ name: 'FOURTUPLE_CGROUP_ROOT', value: '/host/sys/fs/cgroup' }],
+              volumeMounts: [{ name: 'cgroup', mountPath: '/host/sys/fs/cgroup', readOnly: true }],
               ports: [{ name: 'metrics', containerPort: o.port, hostPort: o.port, protocol: 'TCP' }],
               securityContext: {
                 readOnlyRootFilesystem: true,
@@ -163,6 +167,7 @@ export function exporterDaemonSet(o: ExporterOptions): K8sObject {
               resources: resources('50m', '64Mi', '512Mi'),
             },
           ],
+          volumes: [{ name: 'cgroup', hostPath: { path: '/sys/fs/cgroup', type: 'Directory' } }],
         },
       },
     },

@@ -15,7 +15,7 @@
  * connection's unread bytes as rxQueue.
  */
 import * as ffi from './ffi.js';
-import { FP, FUNC, R0, R1, R2, R3, R6, R7, R8, R9, BPF_TRACE_ITER, addImm, assemble, attach, call, exit, ja, jeqImm, jneImm, jsetImm, jslt32Imm, ldx, loadTracing, lshReg, movImm, movReg, sockCommonOffsets, stDw0, stx, sub32Reg, type Insn, type SockCommonOffsets } from './bpf.js';
+import { FP, FUNC, R0, R1, R2, R3, R6, R7, R8, R9, BPF_TRACE_ITER, addImm, assemble, attach, call, exit, ja, jeqImm, jneImm, jsetImm, jslt32Imm, ldx, loadTracing, lshReg, movImm, movReg, rshImm, sockCommonOffsets, stDw0, stx, sub32Reg, type Insn, type SockCommonOffsets } from './bpf.js';
 import { AF_INET, EAGAIN, EINTR, TCP_LISTEN, TCP_NEW_SYN_RECV, TCP_SYN_RECV, TCP_TIME_WAIT } from './linux.js';
 import { Btf, BtfKind } from './btf.js';
 import type { TcpRow } from './proc-net-tcp.js';
@@ -24,6 +24,8 @@ import { v4Address, v6Address } from './sock-diag.js';
 const BPF_ITER_CREATE = 33;
 const V4_RECORD = 20;
 const V6_RECORD = 44;
+/** With owners: the socket's cgroup id and inode number, 8 bytes each, after the addresses. */
+const OWNER_BYTES = 16;
 
 /** Offsets the program reads, from BTF. */
 interface Layout extends SockCommonOffsets {
@@ -34,6 +36,38 @@ interface Layout extends SockCommonOffsets {
   twSubstate: number;
   /** BTF id of the iterator target, `bpf_iter_tcp`. */
   target: number;
+}
+
+/** Offsets the owner fields need (cgroup id, inode number): read only when asked for, so a kernel without them still scans. */
+interface OwnerLayout {
+  /** A full socket's cgroup (v2) and its kernfs id, which is the cgroup directory's inode number. */
+  cgroup: number;
+  cgroupKn: number;
+  knId: number;
+  /** A full socket's inode number: sk_socket → file → f_inode → i_ino, what /proc/PID/fd links name. */
+  socket: number;
+  socketFile: number;
+  fileInode: number;
+  inodeIno: number;
+}
+
+let ownerLayout: OwnerLayout | undefined;
+
+function readOwnerLayout(): OwnerLayout {
+  if (ownerLayout) return ownerLayout;
+  const btf = Btf.vmlinux();
+  const m = (struct: string, path: string[], size: number): number => btf.offsetOf(struct, path, size);
+  const sk = ['inet_conn', 'icsk_inet', 'sk'];
+  ownerLayout = {
+    cgroup: m('tcp_sock', [...sk, 'sk_cgrp_data', 'cgroup'], 8),
+    cgroupKn: m('cgroup', ['kn'], 8),
+    knId: m('kernfs_node', ['id'], 8),
+    socket: m('tcp_sock', [...sk, 'sk_socket'], 8),
+    socketFile: m('socket', ['file'], 8),
+    fileInode: m('file', ['f_inode'], 8),
+    inodeIno: m('inode', ['i_ino'], 8),
+  };
+  return ownerLayout;
 }
 
 let layout: Layout | undefined;
@@ -56,6 +90,7 @@ function readLayout(): Layout {
       rcvNxt: m('tcp_sock', ['rcv_nxt'], 4),
       copiedSeq: m('tcp_sock', ['copied_seq'], 4),
       twSubstate: m('tcp_timewait_sock', ['tw_sk', 'tw_substate'], 1),
+
       target,
     };
     return layout;
@@ -70,8 +105,8 @@ function readLayout(): Layout {
  * family u8, state u8, local port u16 (host order), remote port u16
  * (network order), pad u16, rxQueue u32, local then remote address.
  */
-function iteratorProgram(l: Layout, stateMask: number, unread: boolean): Buffer {
-  const rec = -48;
+function iteratorProgram(l: Layout, stateMask: number, unread: boolean, owners: OwnerLayout | undefined): Buffer {
+  const rec = -64;
   const v4 = (from: number, to: number): Insn[] => [ldx(4, R1, R7, from), stx(4, FP, to, R1)];
   const v6 = (from: number, to: number): Insn[] => [0, 4, 8, 12].flatMap((i) => v4(from + i, to + i));
   const write = (len: number): Insn[] => [movReg(R1, R8), movReg(R2, FP), addImm(R2, rec), movImm(R3, len), call(FUNC.seqWrite)];
@@ -80,7 +115,7 @@ function iteratorProgram(l: Layout, stateMask: number, unread: boolean): Buffer 
     ldx(8, R7, R1, 8), // ctx->sk_common
     jeqImm(R7, 0, 'out'),
     ldx(8, R8, R6, l.metaSeq), // meta->seq
-    ...[48, 40, 32, 24, 16, 8].map((o) => stDw0(-o)),
+    ...[64, 56, 48, 40, 32, 24, 16, 8].map((o) => stDw0(-o)),
     // State; a TIME_WAIT socket by its substate (TIME_WAIT or FIN_WAIT2), as sock_diag and /proc say.
     ldx(1, R9, R7, l.state),
     jneImm(R9, TCP_TIME_WAIT, 'state'),
@@ -118,26 +153,61 @@ function iteratorProgram(l: Layout, stateMask: number, unread: boolean): Buffer 
     jslt32Imm(R1, 0, 'addresses'),
     stx(4, FP, rec + 8, R1),
     'addresses',
+    // Owners: the cgroup id in R9 and the inode number in R6 (0 for TIME_WAIT and request sockets, which have neither).
+    ...(owners ? ownerInsns(owners) : []),
     ldx(2, R1, R7, l.family),
     jneImm(R1, AF_INET, 'v6'),
     ...v4(l.rcvSaddr, rec + 12),
     ...v4(l.daddr, rec + 16),
-    ...write(V4_RECORD),
+    ...(owners ? storeOwners(rec + V4_RECORD) : []),
+    ...write(V4_RECORD + (owners ? OWNER_BYTES : 0)),
     ja('out'),
     'v6',
     ...v6(l.v6RcvSaddr, rec + 12),
     ...v6(l.v6Daddr, rec + 28),
-    ...write(V6_RECORD),
+    ...(owners ? storeOwners(rec + V6_RECORD) : []),
+    ...write(V6_RECORD + (owners ? OWNER_BYTES : 0)),
     'out',
     movImm(R0, 0),
     exit(),
   ]);
 }
 
+/** R9 = the socket's cgroup id, R6 = its inode number, each 0 when it has none (R6's meta is not needed past this point). */
+function ownerInsns(l: OwnerLayout): (Insn | string)[] {
+  return [
+    movImm(R9, 0),
+    movImm(R6, 0),
+    movReg(R1, R7),
+    call(FUNC.skcToTcpSock),
+    jeqImm(R0, 0, 'owned'),
+    movReg(R2, R0),
+    ldx(8, R1, R2, l.cgroup),
+    jeqImm(R1, 0, 'inode'),
+    ldx(8, R1, R1, l.cgroupKn),
+    jeqImm(R1, 0, 'inode'),
+    ldx(8, R9, R1, l.knId),
+    'inode',
+    ldx(8, R1, R2, l.socket),
+    jeqImm(R1, 0, 'owned'),
+    ldx(8, R1, R1, l.socketFile),
+    jeqImm(R1, 0, 'owned'),
+    ldx(8, R1, R1, l.fileInode),
+    jeqImm(R1, 0, 'owned'),
+    ldx(8, R6, R1, l.inodeIno),
+    'owned',
+  ];
+}
+
+/** Stores R9 and R6 as two little-endian u64 at `at` (4-byte aligned: two u32 each, as the stack wants aligned stores). */
+function storeOwners(at: number): Insn[] {
+  return [stx(4, FP, at, R9), rshImm(R9, 32), stx(4, FP, at + 4, R9), stx(4, FP, at + 8, R6), rshImm(R6, 32), stx(4, FP, at + 12, R6)];
+}
+
 /** Loads the program and attaches it as an iterator; the link's fd, or throws with the kernel's reason. */
-function loadLink(stateMask: number, unread: boolean): number {
+function loadLink(stateMask: number, unread: boolean, owners: boolean): number {
   const l = readLayout();
-  const prog = loadTracing({ insns: iteratorProgram(l, stateMask, unread), name: 'ft_tcp_iter', attachType: BPF_TRACE_ITER, attachBtfId: l.target });
+  const prog = loadTracing({ insns: iteratorProgram(l, stateMask, unread, owners ? readOwnerLayout() : undefined), name: 'ft_tcp_iter', attachType: BPF_TRACE_ITER, attachBtfId: l.target });
   try {
     return attach(prog, BPF_TRACE_ITER);
   } finally {
@@ -150,18 +220,20 @@ function loadLink(stateMask: number, unread: boolean): number {
  * reason it cannot be had here. With `unread` false a connection's rxQueue
  * is 0 (a listener's accept queue is still read), which spares the kernel a
  * cache line per socket: about 12% of the scan at a million.
+ * With `owners`, each row also has its cgroup id and inode number (full
+ * sockets; 0 for TIME_WAIT and request sockets).
  * FOURTUPLE_NO_BPF=1 turns the iterator off.
  */
-export function tcpIterator(stateMask: number, unread = true): { link: number } | { reason: string } {
+export function tcpIterator(stateMask: number, unread = true, owners = false): { link: number } | { reason: string } {
   if (process.env.FOURTUPLE_NO_BPF === '1') return { reason: 'disabled by FOURTUPLE_NO_BPF=1' };
   if (!ffi.ffiAvailable()) return { reason: ffi.ffiUnavailableReason() ?? 'no FFI' };
-  const key = `${stateMask} ${unread}`;
+  const key = `${stateMask} ${unread} ${owners}`;
   const have = links.get(key);
   if (have !== undefined) return { link: have };
   const failed = loadErrors.get(key) ?? layoutError;
   if (failed !== undefined) return { reason: failed };
   try {
-    const link = loadLink(stateMask, unread);
+    const link = loadLink(stateMask, unread, owners);
     links.set(key, link);
     return { link };
   } catch (err) {
@@ -180,9 +252,12 @@ let buffer: Buffer | undefined;
 
 /**
  * Runs the iterator of `link` once: `onRow` for every socket it reports.
- * Kernel failures come back in `errors` (rows delivered before stay delivered).
+ * `owners`: the link was made with owners (tcpIterator(..., true)), so rows
+ * carry `cgroup` and `inode`. Kernel failures come back in `errors` (rows
+ * delivered before stay delivered).
  */
-export function scanTcpIterator(link: number, onRow: (row: TcpRow) => void): { rows: number; errors: string[] } {
+export function scanTcpIterator(link: number, onRow: (row: TcpRow) => void, owners = false): { rows: number; errors: string[] } {
+  const extra = owners ? OWNER_BYTES : 0;
   const errors: string[] = [];
   const iterAttr = Buffer.alloc(8);
   iterAttr.writeUInt32LE(link, 0);
@@ -206,14 +281,14 @@ export function scanTcpIterator(link: number, onRow: (row: TcpRow) => void): { r
       // The kernel returns whole records only.
       for (let off = 0; off < n; ) {
         const v6 = buf[off] !== AF_INET;
-        const len = v6 ? V6_RECORD : V4_RECORD;
+        const len = (v6 ? V6_RECORD : V4_RECORD) + extra;
         if (off + len > n) {
           errors.push(`bpf iterator: a record cut at ${off} of ${n} bytes`);
           break;
         }
         const state = buf[off + 1];
         rows++;
-        onRow({
+        const row: TcpRow = {
           family: v6 ? 6 : 4,
           localAddress: v6 ? v6Address(buf, u32, off + 12) : v4Address(buf, u32, off + 12),
           localPort: buf[off + 2] | (buf[off + 3] << 8),
@@ -221,7 +296,13 @@ export function scanTcpIterator(link: number, onRow: (row: TcpRow) => void): { r
           remotePort: (buf[off + 4] << 8) | buf[off + 5],
           state: state === TCP_NEW_SYN_RECV ? TCP_SYN_RECV : state,
           rxQueue: u32[(off + 8) >>> 2],
-        });
+        };
+        if (owners) {
+          const w = (off + len - OWNER_BYTES) >>> 2;
+          row.cgroup = u32[w] + u32[w + 1] * 0x1_0000_0000;
+          row.inode = u32[w + 2] + u32[w + 3] * 0x1_0000_0000;
+        }
+        onRow(row);
         off += len;
       }
     }

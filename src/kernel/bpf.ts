@@ -75,6 +75,7 @@ export const addImm = (dst: number, imm: number): Insn => ({ code: 0x07, dst, sr
 export const addReg = (dst: number, src: number): Insn => ({ code: 0x0f, dst, src, off: 0, imm: 0 });
 export const andImm = (dst: number, imm: number): Insn => ({ code: 0x57, dst, src: 0, off: 0, imm });
 export const lshReg = (dst: number, src: number): Insn => ({ code: 0x6f, dst, src, off: 0, imm: 0 });
+export const rshImm = (dst: number, imm: number): Insn => ({ code: 0x77, dst, src: 0, off: 0, imm });
 export const lshImm = (dst: number, imm: number): Insn => ({ code: 0x67, dst, src: 0, off: 0, imm });
 export const sub32Reg = (dst: number, src: number): Insn => ({ code: 0x1c, dst, src, off: 0, imm: 0 });
 /** dst = -(s32)dst, zero-extended. */

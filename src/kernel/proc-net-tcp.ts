@@ -21,6 +21,10 @@ export interface TcpRow {
   state: number;
   /** For LISTEN: current accept-queue length; otherwise bytes queued to receive. */
   rxQueue: number;
+  /** The socket's cgroup (v2) id, when the reader was asked for owners; 0: none (TIME_WAIT, request sockets). */
+  cgroup?: number;
+  /** The socket's inode number (what /proc/PID/fd links name), when asked for owners; 0: none. */
+  inode?: number;
 }
 
 /** Calls `onRow` for every socket of the table whose state is in `states` (all when omitted). */

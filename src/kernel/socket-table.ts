@@ -32,6 +32,12 @@ export interface ScanSocketsOptions {
    * accept queue). Other sources fill it anyway. Default true.
    */
   readonly unreadBytes?: boolean;
+  /**
+   * true: rows carry `cgroup` and `inode` (who holds each socket). Only the
+   * BPF iterator reads them; other sources leave them out, and the result
+   * says why in `ownersMissing`.
+   */
+  readonly owners?: boolean;
 }
 
 /** Result of scanSockets. */
@@ -43,6 +49,8 @@ export interface ScanSocketsResult {
   source: SocketTableSource;
   /** Why a faster source was not used, when one was tried (the BPF iterator, netlink). */
   fallbackReason?: string;
+  /** Asked for owners but the rows have none: why. */
+  ownersMissing?: string;
 }
 
 /** Calls `onRow` for every TCP socket of the table that passes `states` and `filter`. Never throws for an unreadable table. */
@@ -50,8 +58,11 @@ export function scanSockets(onRow: (row: TcpRow) => void, options: ScanSocketsOp
   const root = options.root ?? '/';
   const { states, filter } = options;
   const passedOver: string[] = [];
-  const result = (source: SocketTableSource, rows: number, errors: string[]): ScanSocketsResult =>
-    passedOver.length ? { rows, errors, source, fallbackReason: passedOver.join('; ') } : { rows, errors, source };
+  const result = (source: SocketTableSource, rows: number, errors: string[]): ScanSocketsResult => {
+    const r: ScanSocketsResult = passedOver.length ? { rows, errors, source, fallbackReason: passedOver.join('; ') } : { rows, errors, source };
+    if (options.owners && source !== 'bpf') r.ownersMissing = `who holds each socket is read by the BPF iterator only (root, with BTF); this scan used ${source}${passedOver.length ? ` (${passedOver.join('; ')})` : ''}`;
+    return r;
+  };
   // A faster source is passed over only when it failed before delivering anything: mixing sources would duplicate rows.
   const usable = (r: { rows: number; errors: string[] }): boolean => r.rows > 0 || r.errors.length === 0;
   if (root === '/' && process.env.FOURTUPLE_NO_SOCK_DIAG !== '1' && ffiAvailable()) {
@@ -59,8 +70,9 @@ export function scanSockets(onRow: (row: TcpRow) => void, options: ScanSocketsOp
     // which sock_diag finds without walking the connections.
     const mask = states ? stateMask(states) : ALL_CONNECTION_STATES;
     if (filter === undefined && (mask & ~LISTEN_BIT) !== 0) {
-      const it = tcpIterator(iteratorMask(mask), options.unreadBytes !== false);
-      const r = 'link' in it ? scanTcpIterator(it.link, onRow) : { rows: 0, errors: [it.reason] };
+      const owners = options.owners === true;
+      const it = tcpIterator(iteratorMask(mask), options.unreadBytes !== false, owners);
+      const r = 'link' in it ? scanTcpIterator(it.link, onRow, owners) : { rows: 0, errors: [it.reason] };
       if (usable(r)) return result('bpf', r.rows, r.errors);
       passedOver.push(...r.errors);
     }

@@ -58,6 +58,10 @@ export interface PortPressureOptions {
   readonly match?: (address: string, port: number) => boolean;
   /** Keep each destination's local ports (`localPorts`), which only a view comparing scans needs: 2 bytes a socket. */
   readonly localPorts?: boolean;
+  /** Count each destination's sockets by the rows' `cgroup` (`cgroups`). */
+  readonly cgroups?: boolean;
+  /** Keep each destination's socket inode numbers (`inodes`), to name their processes: 8 bytes a socket. */
+  readonly inodes?: boolean;
 }
 
 /** One destination as seen from one source address. */
@@ -84,6 +88,10 @@ export interface DestinationPressure {
   readonly outOfRange: number;
   /** The local ports of its sockets, in no order: those not in TIME_WAIT, and those in TIME_WAIT. */
   readonly localPorts: LocalPorts;
+  /** With the `cgroups` option: its sockets by cgroup id (0: none, TIME_WAIT and request sockets), most first. */
+  readonly cgroups?: readonly { readonly id: number; readonly sockets: number }[];
+  /** With the `inodes` option: its sockets' inode numbers (0 left out). */
+  readonly inodes?: readonly number[];
 }
 
 /** Local ports toward one destination (views of one buffer). */
@@ -156,6 +164,8 @@ interface DestCounter {
   ports: Uint16Array;
   live: number;
   timeWait: number;
+  cgroups?: Map<number, number>;
+  inodes?: number[];
 }
 
 interface ListenerCounter {
@@ -203,12 +213,16 @@ export class PortPressure {
   #serverSide = 0;
 
   readonly #keepPorts: boolean;
+  readonly #cgroups: boolean;
+  readonly #inodes: boolean;
 
   constructor(options: PortPressureOptions) {
     this.#range = options.range;
     this.#states = options.states;
     this.#match = options.match;
     this.#keepPorts = options.localPorts === true;
+    this.#cgroups = options.cgroups === true;
+    this.#inodes = options.inodes === true;
   }
 
   /** Counts one row. LISTEN rows must come before the sockets accepted on them. */
@@ -261,6 +275,12 @@ export class PortPressure {
     if (inRange) d.inRange++;
     else d.outOfRange++;
     if (this.#keepPorts) keepPort(d, row.localPort, row.state === STATE.TIME_WAIT);
+    if (this.#cgroups) {
+      const id = row.cgroup ?? 0;
+      const m = (d.cgroups ??= new Map());
+      m.set(id, (m.get(id) ?? 0) + 1);
+    }
+    if (this.#inodes && row.inode) (d.inodes ??= []).push(row.inode);
   }
 
   #listenerOf(row: TcpRow): ListenerCounter | undefined {
@@ -332,6 +352,8 @@ export class PortPressure {
       inRange: d.inRange,
       outOfRange: d.outOfRange,
       localPorts: { live: d.ports.subarray(0, d.live), timeWait: d.ports.subarray(d.ports.length - d.timeWait) },
+      ...(this.#cgroups ? { cgroups: [...(d.cgroups ?? [])].map(([id, sockets]) => ({ id, sockets })).sort((a, b) => b.sockets - a.sockets || a.id - b.id) } : {}),
+      ...(this.#inodes ? { inodes: d.inodes ?? [] } : {}),
     };
   }
 

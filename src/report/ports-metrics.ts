@@ -161,7 +161,37 @@ export function portsRegistry(snapshot: () => PortScan, top: number, failures?: 
     },
   });
   if (failures) failureMetrics(registers, failures, top);
+  new Gauge({
+    name: 'fourtuple_destination_cgroup_sockets',
+    help:
+      'Client-side sockets toward the destination held by each control group (cgroup v2 path; "none": TIME_WAIT and request sockets, which no process holds), with --by cgroup: ' +
+      `top destinations, ${CGROUPS_PER_DESTINATION} cgroups each plus one cgroup="other".`,
+    labelNames: [...destLabels, 'cgroup'],
+    registers,
+    collect() {
+      this.reset();
+      const scan = snapshot();
+      const owners = scan.owners;
+      if (!owners || owners.missing !== undefined) return;
+      for (const d of scan.report.destinations.slice(0, top)) {
+        const labels = { source: d.source, destination: d.destination, port: String(d.port) };
+        const holders = d.cgroups ?? [];
+        for (const h of holders.slice(0, CGROUPS_PER_DESTINATION)) this.set({ ...labels, cgroup: cgroupValue(owners.cgroups.get(h.id)?.path ?? null, h.id) }, h.sockets);
+        const rest = holders.slice(CGROUPS_PER_DESTINATION).reduce((n, h) => n + h.sockets, 0);
+        if (rest) this.set({ ...labels, cgroup: OTHER }, rest);
+      }
+    },
+  });
   return registry;
+}
+
+/** Cgroup series per destination before one cgroup="other". */
+export const CGROUPS_PER_DESTINATION = 10;
+
+/** The `cgroup` label: the path; `none` for sockets no process holds; `id:N` for a cgroup removed before it was named. */
+function cgroupValue(path: string | null, id: number): string {
+  if (id === 0) return 'none';
+  return path ?? `id:${id}`;
 }
 
 /** Top `top` counts of one call, by count, and the rest summed into one series labelled `other`. */

@@ -8,6 +8,8 @@ import type { Strategy } from '../model/strategy.js';
 import { bytes, ms, num, table } from './format.js';
 import type { FailureCount } from '../kernel/failure-tracer.js';
 import { failureLine, failuresByDestination } from '../model/failures.js';
+import { cgroupLabel, type CgroupInfo } from '../kernel/owners.js';
+import type { ScanOwners } from '../engine/port-scan.js';
 
 /** Share of a pool past which a destination is "under pressure" when --warn is not given: connect() slows down past half full. */
 export const DEFAULT_PRESSURE_PERCENT = 50;
@@ -239,6 +241,39 @@ function failureLines(report: PortPressureReport, o: PortsRenderOptions): string
   return out;
 }
 
+/** Cgroups shown per destination before "N more". */
+const HOLDERS_SHOWN = 5;
+
+/** Who holds each destination's ports: its sockets per cgroup and, with --pids, per process. */
+function ownersLines(report: PortPressureReport, owners: ScanOwners, top: number): string[] {
+  if (owners.missing !== undefined) return [`Who holds the ports: not known (${owners.missing}).`];
+  const shown = report.destinations.slice(0, top);
+  const rows: string[][] = [];
+  const procs: string[] = [];
+  for (const d of shown) {
+    const holders = d.cgroups ?? [];
+    holders.slice(0, HOLDERS_SHOWN).forEach((h, i) => {
+      const info = owners.cgroups.get(h.id) ?? { id: h.id, path: null };
+      rows.push([i === 0 ? d.source : '', i === 0 ? endpoint(d.destination, d.port) : '', cgroupLabel(info), workload(info), num(h.sockets), percent(d.used ? (100 * h.sockets) / d.used : null)]);
+    });
+    if (holders.length > HOLDERS_SHOWN) rows.push(['', '', `... and ${num(holders.length - HOLDERS_SHOWN)} more cgroup(s)`, '', '', '']);
+    const p = owners.processes?.byDestination.get(destinationKey(d));
+    if (p && p.length) procs.push(`  ${d.source} → ${endpoint(d.destination, d.port)}: ${p.slice(0, HOLDERS_SHOWN).map((x) => `${x.comm}[${x.pid}] ${num(x.sockets)}`).join(', ')}${p.length > HOLDERS_SHOWN ? `, and ${num(p.length - HOLDERS_SHOWN)} more` : ''}`);
+  }
+  const out = ['Who holds the ports (sockets per control group; TIME_WAIT sockets belong to no process):', ...table(['SOURCE', 'DESTINATION', 'CGROUP', 'WORKLOAD', 'SOCKETS', 'SHARE'], rows, new Set([4, 5])).split('\n')];
+  if (owners.processes) {
+    const c = owners.processes;
+    out.push('', `Processes (${num(c.descriptors)} descriptors of ${num(c.processes)} processes read in ${ms(c.ms)}):`, ...(procs.length ? procs : ['  none of these sockets is held by a process this user can read']));
+  }
+  return out;
+}
+
+/** The unit, or the pod and container, a cgroup names; '-' when none. */
+function workload(c: CgroupInfo): string {
+  if (c.pod) return c.container ? `pod ${c.pod.slice(0, 8)}, container ${c.container.slice(0, 12)}` : `pod ${c.pod.slice(0, 8)}`;
+  return c.unit ?? '-';
+}
+
 function listenersTable(report: PortPressureReport, top: number): string[] {
   const shown = report.listeners.slice(0, top);
   const rows = shown.map((l) => [endpoint(l.address, l.port), num(l.accepted), num(l.acceptQueue), num(l.other), l.sockets > 1 ? `${l.sockets} sockets (SO_REUSEPORT)` : '']);
@@ -284,6 +319,7 @@ export function renderPorts(scan: PortScan, options: PortsRenderOptions): string
   const out = [portsSentence(r, options)];
   if (r.destinations.length) out.push('', ...destinationsTable(r, options));
   if (options.failures) out.push('', ...failureLines(r, options));
+  if (scan.owners) out.push('', ...ownersLines(r, scan.owners, options.top));
   if (r.listeners.length) out.push('', ...listenersTable(r, options.top));
   if (r.sources.length) out.push('', ...sourcesTable(r, options.top));
   out.push('', ...totalsLines(scan));
@@ -322,6 +358,7 @@ export function portsJson(scan: PortScan, options: { top: number | null; warn: n
     ...(options.rates ? { trend: round(options.rates.get(destinationKey(d)) ?? null) } : {}),
     ...(options.churn ? churnFields(d, options.churn) : {}),
     ...(failed ? { failures: failed.get(destinationKey(d)) ?? { total: 0, byErrno: {} } } : {}),
+    ...(scan.owners && scan.owners.missing === undefined ? ownersFields(d, scan.owners) : {}),
   }));
   return {
     destinations,
@@ -333,6 +370,7 @@ export function portsJson(scan: PortScan, options: { top: number | null; warn: n
     ...(options.warn !== null ? { warn: { percent: options.warn, over: r.destinations.filter((d) => over(d, options.warn)).length } } : {}),
     ...(options.churn ? { churn: churnSummary(options.churn) } : {}),
     ...(options.failures ? { failures: options.failures } : {}),
+    ...(scan.owners ? { owners: ownersSummary(scan.owners) } : {}),
     scanMs: round(scan.scanMs, 3),
     source: scan.source,
     rows: scan.rows,
@@ -343,6 +381,20 @@ export function portsJson(scan: PortScan, options: { top: number | null; warn: n
 /** A destination's `newPerSecond` (null on the first refresh) and `ceilingPerSecond` (null: TIME_WAIT sets none, or unknown). */
 function churnFields(d: DestinationPressure, churn: WatchChurn): { newPerSecond: number | null; ceilingPerSecond: number | null } {
   return { newPerSecond: round(churn.newPerSecond.get(destinationKey(d)) ?? null), ceilingPerSecond: round(churn.ceilingOf(d).perPool) };
+}
+
+/** A destination's `holders` (per cgroup; `cgroup` 0 and `path` null: no owner, TIME_WAIT) and, with --pids, `processes`. */
+function ownersFields(d: DestinationPressure, owners: ScanOwners): object {
+  const holders = (d.cgroups ?? []).map((h) => ({ ...(owners.cgroups.get(h.id) ?? { id: h.id, path: null }), sockets: h.sockets }));
+  const processes = owners.processes?.byDestination.get(destinationKey(d));
+  return { holders, ...(processes ? { processes } : {}) };
+}
+
+/** Whether owners are known, and what naming the processes cost. */
+function ownersSummary(owners: ScanOwners): object {
+  if (owners.missing !== undefined) return { known: false, reason: owners.missing };
+  const p = owners.processes;
+  return { known: true, ...(p ? { pids: { ms: round(p.ms, 1), processes: p.processes, descriptors: p.descriptors } } : {}) };
 }
 
 /** What the ceilings assumed: the strategy and the kernel's TIME_WAIT settings. */
