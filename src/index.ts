@@ -32,6 +32,11 @@ export { scanPorts, readPressureFacts, type PortScan, type PortScanOptions } fro
  * attach a tracer of your own, or read the one a running `ports --prometheus`/`--watch` keeps.
  */
 export { FailureTracer, failureTracer, liveFailures, MAX_KEYS as FAILURE_MAX_KEYS, type FailureCount, type FailureSnapshot } from './kernel/failure-tracer.js';
+/** Client-side sockets per destination and state, kept by the kernel as they change (root), checked against full scans. */
+export { KeptPorts, isKept, type KeptScan, type KeptInfo, type ReconcileResult } from './engine/kept-ports.js';
+export { StateCounter, stateCounter, MAX_SOCKETS as KEPT_MAX_SOCKETS, MAX_DESTINATIONS as KEPT_MAX_DESTINATIONS, type KeptCounts, type DestinationStates } from './kernel/state-counts.js';
+/** Who holds the ports: cgroup paths and what they name, processes by socket inode. */
+export { cgroup2Mount, cgroupPaths, describeCgroup, socketHolders, type CgroupInfo, type ProcessInfo, type SocketHolders } from './kernel/owners.js';
 export { FailureWindow, failureLine, failuresByDestination, FAILURE_WINDOW_S, type FailureWindowView } from './model/failures.js';
 export { parseAddresses, parseEndpoints, parsePorts, parseIp, formatIp, formatEndpoint, isLoopback, type Endpoints, type Ip } from './model/address.js';
 export { PortSet, type PortRange } from './model/port-set.js';

@@ -95,6 +95,7 @@ const PLAIN_ERRORS: Readonly<Record<string, string>> = {
   'src/kernel/btf.ts': 'BTF parsing: tcpIterator() catches it and the scan falls back to sock_diag, naming the reason',
   'src/kernel/bpf-iter.ts': 'program assembly and load: tcpIterator() catches it, as for btf.ts',
   'src/kernel/bpf.ts': 'an unknown label while assembling: a programming error, caught by tcpIterator() and failureTracer() as any load failure',
+  'src/kernel/state-counts.ts': 'layout and seeding failures inside StateCounter.open(), which rethrows them as UnsupportedError',
   'src/kernel/failure-tracer.ts': 'layout and load failures inside FailureTracer.open(), which rethrows them as UnsupportedError; read() after close(): a programming error',
   'src/kernel/ffi.ts': 'getrlimit(RLIMIT_NOFILE), which cannot fail for this process',
   'src/lib/connect.ts': "errno errors shaped as Node's own net errors (code, errno, syscall), for library callers",

@@ -80,7 +80,7 @@ test('the report: a FAILED column, and the failing destination with its pool and
       settings: {} as never,
     },
   });
-  assert.match(text, /FAILED\/10S/);
+  assert.match(text, /^SOURCE .* FAILED\s+OTHER$/m);
   assert.match(text, /127\.0\.0\.1 → 10\.0\.0\.5:443: 312 EADDRNOTAVAIL in the last 10 s; 100 of 100 ports used, 31\.2 new\/s against a churn ceiling of 1\.67\/s/);
   assert.match(text, /bind 127\.0\.0\.1:0: 4 EADDRINUSE in the last 10 s: bind\(address, 0\) found no free ephemeral port on the address/);
   const missing = renderPorts(scan, { top: 20, warn: null, failures: { counted: false, reason: 'BPF_MAP_CREATE: EPERM' } });

@@ -14,6 +14,7 @@ import { endpointsOption, intOption, numberOption, parseOptions, strategyOption 
 import { MetricsServer } from './metrics-server.js';
 import { failureTracer, liveFailures, type FailureTracer } from '../kernel/failure-tracer.js';
 import { FailureWindow } from '../model/failures.js';
+import { KeptPorts } from '../engine/kept-ports.js';
 import type { FailuresView } from '../report/ports.js';
 import { RunUntil } from './run-until.js';
 
@@ -25,12 +26,14 @@ export const PORTS_DEFAULTS = {
   metricsTop: 50,
   watchS: 2,
   metricsPort: 9464,
+  /** The exporter's full scan with kernel-kept counts: as long as a TIME_WAIT lasts. */
+  reconcileS: 60,
 } as const;
 
 /** Usage text. */
 export const PORTS_HELP = `Usage: fourtuple ports [--top N] [--state S,...] [--to ADDR:PORTS ...] [--json] [--warn PERCENT]
                       [--by cgroup] [--pids]
-                      [--watch [SECONDS] [--strategy S]] [--prometheus ADDR:PORT] [--duration S]
+                      [--watch [SECONDS] [--strategy S]] [--prometheus ADDR:PORT [--reconcile S]] [--duration S]
 
 Reads the kernel's socket table (a BPF iterator where allowed, as root; else
 netlink sock_diag; /proc/net/tcp as fallback) and shows, per destination (source address, destination address, destination
@@ -61,6 +64,10 @@ first line names the destination closest to running out.
                        bind (bind(ip, 0): one pool per source address), nopo, explicit
   --prometheus ADDR:PORT  serve /metrics on ADDR:PORT (a port alone: 127.0.0.1), one scan
                        per scrape, until Ctrl-C or --duration
+  --reconcile S        with --prometheus, as root: scrapes read counts the kernel keeps per destination
+                       and state (BPF on sock:inet_sock_set_state), and a full scan runs every S seconds
+                       (default ${PORTS_DEFAULTS.reconcileS}) for TIME_WAIT, listeners and source pools, and to check the counts
+                       (fourtuple_kept_counts_drift_sockets); 0: a full scan per scrape
   --duration S         stop --watch or --prometheus after S seconds
 
 Failed calls: as root, --watch and --prometheus attach a BPF tracer (on the
@@ -90,6 +97,7 @@ const OPTIONS = {
   duration: { type: 'string' },
   strategy: { type: 'string' },
   by: { type: 'string' },
+  reconcile: { type: 'string' },
   pids: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } as const;
@@ -114,6 +122,8 @@ export interface PortsArgs {
   readonly byCgroup: boolean;
   /** --pids: and which processes (reads every /proc/PID/fd link). */
   readonly pids: boolean;
+  /** --reconcile S: the exporter's full-scan period with kernel-kept counts; 0: a full scan per scrape. */
+  readonly reconcileS: number;
 }
 
 const STATE_ALIASES: Readonly<Record<string, number>> = { ESTAB: STATE.ESTABLISHED };
@@ -166,6 +176,7 @@ export function parsePortsArgs(argv: string[]): PortsArgs {
   }
   if (v.duration !== undefined && mode.kind === 'once') throw new InvalidArgumentError(`--duration ${v.duration} applies to --watch and --prometheus only`);
   if (v.strategy !== undefined && mode.kind !== 'watch') throw new InvalidArgumentError(`--strategy ${v.strategy} applies to --watch only (its churn ceiling)`);
+  if (v.reconcile !== undefined && mode.kind !== 'prometheus') throw new InvalidArgumentError(`--reconcile ${v.reconcile} applies to --prometheus only`);
   if (v.by !== undefined && v.by !== 'cgroup') throw new InvalidArgumentError(`invalid --by '${v.by}': expected cgroup`);
   if (v.pids && mode.kind === 'prometheus') throw new InvalidArgumentError('--pids does not apply to --prometheus: reading every /proc/PID/fd link on each scrape costs too much; use --by cgroup');
   return {
@@ -180,6 +191,7 @@ export function parsePortsArgs(argv: string[]): PortsArgs {
     strategy: v.strategy === undefined ? null : strategyOption(v.strategy, 'auto'),
     byCgroup: v.by === 'cgroup' || v.pids === true,
     pids: v.pids === true,
+    reconcileS: v.reconcile === undefined ? PORTS_DEFAULTS.reconcileS : numberOption('--reconcile', v.reconcile, PORTS_DEFAULTS.reconcileS, 0, 86_400),
   };
 }
 
@@ -245,7 +257,11 @@ function watchFailures(tracing: { tracer: FailureTracer } | { reason: string }, 
 }
 
 async function runExporter(a: PortsArgs, host: string, port: number, out: (s: string) => void): Promise<number> {
-  const snapshot = oncePerTurn(() => scanPorts(scanOptions(a)));
+  // Kernel-kept counts when allowed: a scrape reads a map; a full scan runs every --reconcile seconds.
+  const keeping = a.reconcileS > 0 ? KeptPorts.open(scanOptions(a)) : { reason: '--reconcile 0' };
+  const kept = 'kept' in keeping ? keeping.kept : undefined;
+  const reconciler = kept ? setInterval(() => kept.reconcile(), a.reconcileS * 1000) : undefined;
+  const snapshot = oncePerTurn(() => (kept ? kept.snapshot() : scanPorts(scanOptions(a))));
   const top = a.top ?? PORTS_DEFAULTS.metricsTop;
   const tracing = failureTracer();
   const failures = oncePerTurn(() => ('tracer' in tracing ? tracing.tracer.read() : { reason: tracing.reason }));
@@ -259,8 +275,9 @@ async function runExporter(a: PortsArgs, host: string, port: number, out: (s: st
       const e = err as NodeJS.ErrnoException;
       throw new InvalidArgumentError(`cannot serve --prometheus ${host}:${port}: ${e.code ?? e.message}`);
     }
+    const how = kept ? `counts kept by the kernel, a full scan every ${a.reconcileS} s` : `one scan per scrape: ${'reason' in keeping ? keeping.reason : ''}`;
     out(
-      `Serving Prometheus metrics on http://${formatEndpoint(addr.address, addr.port)}/metrics (one scan per scrape, top ${top} destinations plus "other") ` +
+      `Serving Prometheus metrics on http://${formatEndpoint(addr.address, addr.port)}/metrics (${how}; top ${top} destinations plus "other") ` +
         `${a.durationS === null ? 'until SIGINT/SIGTERM' : `for ${a.durationS} s`}; ` +
         `${'tracer' in tracing ? 'failed connect() and bind() calls counted from now' : `failed calls not counted: ${tracing.reason}`}.`,
     );
@@ -272,5 +289,7 @@ async function runExporter(a: PortsArgs, host: string, port: number, out: (s: st
     run.dispose();
     await server.close();
     if ('tracer' in tracing) tracing.tracer.close();
+    clearInterval(reconciler);
+    kept?.close();
   }
 }

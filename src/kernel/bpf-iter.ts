@@ -15,13 +15,12 @@
  * connection's unread bytes as rxQueue.
  */
 import * as ffi from './ffi.js';
-import { FP, FUNC, R0, R1, R2, R3, R6, R7, R8, R9, BPF_TRACE_ITER, addImm, assemble, attach, call, exit, ja, jeqImm, jneImm, jsetImm, jslt32Imm, ldx, loadTracing, lshReg, movImm, movReg, rshImm, sockCommonOffsets, stDw0, stx, sub32Reg, type Insn, type SockCommonOffsets } from './bpf.js';
+import { BPF_ITER_CREATE, FP, FUNC, R0, R1, R2, R3, R6, R7, R8, R9, BPF_TRACE_ITER, addImm, assemble, attach, call, exit, ja, jeqImm, jneImm, jsetImm, jslt32Imm, ldx, loadTracing, lshReg, movImm, movReg, rshImm, sockCommonOffsets, stDw0, stx, sub32Reg, type Insn, type SockCommonOffsets } from './bpf.js';
 import { AF_INET, EAGAIN, EINTR, TCP_LISTEN, TCP_NEW_SYN_RECV, TCP_SYN_RECV, TCP_TIME_WAIT } from './linux.js';
 import { Btf, BtfKind } from './btf.js';
 import type { TcpRow } from './proc-net-tcp.js';
 import { v4Address, v6Address } from './sock-diag.js';
 
-const BPF_ITER_CREATE = 33;
 const V4_RECORD = 20;
 const V6_RECORD = 44;
 /** With owners: the socket's cgroup id and inode number, 8 bytes each, after the addresses. */

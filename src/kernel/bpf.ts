@@ -10,9 +10,11 @@
  * pinned, so closing the descriptors (or the process ending, however it
  * ends) detaches the programs and frees the maps.
  */
+import { statSync } from 'node:fs';
 import * as ffi from './ffi.js';
 import type { Btf } from './btf.js';
-import { EACCES, EINVAL, EPERM } from './linux.js';
+import { AF_INET, EACCES, EINVAL, EPERM } from './linux.js';
+import { formatIp } from '../ip.js';
 
 export const BPF_MAP_CREATE = 0;
 export const BPF_MAP_LOOKUP_ELEM = 1;
@@ -23,6 +25,7 @@ export const BPF_RAW_TRACEPOINT_OPEN = 17;
 export const BPF_MAP_GET_NEXT_ID = 12;
 export const BPF_MAP_GET_FD_BY_ID = 14;
 export const BPF_OBJ_GET_INFO_BY_FD = 15;
+export const BPF_ITER_CREATE = 33;
 
 export const BPF_PROG_TYPE_TRACING = 26;
 export const BPF_MAP_TYPE_HASH = 1;
@@ -39,6 +42,7 @@ export const BPF_TRACE_ITER = 28;
 export const FUNC = {
   mapLookupElem: 1,
   mapUpdateElem: 2,
+  mapDeleteElem: 3,
   probeReadUser: 112,
   probeReadKernel: 113,
   getCurrentTaskBtf: 158,
@@ -47,8 +51,11 @@ export const FUNC = {
   skcToTcpTimewaitSock: 138,
 } as const;
 
-/** bpf_map_update_elem flag: insert only. */
+/** bpf_map_update_elem flags: insert or replace; insert only. */
+export const BPF_ANY = 0;
 export const BPF_NOEXIST = 1;
+/** Map flag: allocate entries as they are inserted (a hash map of sockets that come and go). */
+export const BPF_F_NO_PREALLOC = 1;
 
 export interface Insn {
   code: number;
@@ -95,6 +102,8 @@ export const call = (helper: number): Insn => ({ code: 0x85, dst: 0, src: 0, off
 export const exit = (): Insn => ({ code: 0x95, dst: 0, src: 0, off: 0, imm: 0 });
 /** lock *(u64 *)(dst + off) += src (BPF_ATOMIC | BPF_ADD, 64 bits). */
 export const atomicAdd64 = (dst: number, off: number, src: number): Insn => ({ code: 0xdb, dst, src, off, imm: 0 });
+/** lock *(u32 *)(dst + off) += src (BPF_ATOMIC | BPF_ADD, 32 bits). */
+export const atomicAdd32 = (dst: number, off: number, src: number): Insn => ({ code: 0xc3, dst, src, off, imm: 0 });
 /** dst = the map of descriptor `fd` (a two-slot ld_imm64 with BPF_PSEUDO_MAP_FD). */
 export const ldMap = (dst: number, fd: number): Insn[] => [
   { code: 0x18, dst, src: 1, off: 0, imm: fd },
@@ -197,12 +206,13 @@ export function attachRawTracepoint(prog: number): number {
 }
 
 /** Creates a map; its descriptor, or throws. `name` up to 15 characters, found again by findMaps(). */
-export function createMap(type: number, keySize: number, valueSize: number, maxEntries: number, name: string): number {
+export function createMap(type: number, keySize: number, valueSize: number, maxEntries: number, name: string, flags = 0): number {
   const attr = Buffer.alloc(72);
   attr.writeUInt32LE(type, 0);
   attr.writeUInt32LE(keySize, 4);
   attr.writeUInt32LE(valueSize, 8);
   attr.writeUInt32LE(maxEntries, 12);
+  attr.writeUInt32LE(flags, 16);
   attr.write(name.slice(0, 15), 28, 'latin1');
   const fd = ffi.bpf(BPF_MAP_CREATE, attr);
   if (fd < 0) throw new BpfError('BPF_MAP_CREATE', fd);
@@ -301,4 +311,49 @@ export function sockCommonOffsets(btf: Btf): SockCommonOffsets {
     v6RcvSaddr: m('skc_v6_rcv_saddr', 16),
     net: btf.offsetOf('sock_common', ['skc_net', 'net'], 8),
   };
+}
+
+/**
+ * The 48-byte destination key of a socket, written at fp+`at` (zeroed
+ * before): family u8 at 0, destination port (network order) u16 at 2, IPv4
+ * source and destination at 8 and 12, IPv6 source and destination at 16 and
+ * 32. The socket is in `sk`; R1 is clobbered. Readers pick the family's
+ * fields (a v4-mapped IPv6 address stands for its IPv4 one).
+ */
+export const DESTINATION_KEY_SIZE = 48;
+
+export function destinationKeyInsns(o: SockCommonOffsets, sk: number, at: number): Insn[] {
+  const words = (from: number, to: number, n: number): Insn[] => Array.from({ length: n }, (_, i) => [ldx(4, R1, sk, from + 4 * i), stx(4, FP, to + 4 * i, R1)]).flat();
+  return [
+    ldx(2, R1, sk, o.family),
+    stx(1, FP, at, R1),
+    ldx(2, R1, sk, o.dport),
+    stx(2, FP, at + 2, R1),
+    ...words(o.rcvSaddr, at + 8, 1),
+    ...words(o.daddr, at + 12, 1),
+    ...words(o.v6RcvSaddr, at + 16, 4),
+    ...words(o.v6Daddr, at + 32, 4),
+  ];
+}
+
+/** Decodes the addresses of a destination key (or of a failure key, laid out the same): a v4-mapped address as its IPv4 text. */
+export function keyAddresses(key: Buffer): { source: string; destination: string; port: number } {
+  const v6 = key[0] !== AF_INET;
+  const addr = (at: number, v4At: number): string => {
+    if (!v6) return formatIp({ family: 4, n: BigInt(key.readUInt32BE(v4At)) });
+    const n = (key.readBigUInt64BE(at) << 64n) | key.readBigUInt64BE(at + 8);
+    if (n >> 32n === 0xffffn) return formatIp({ family: 4, n: n & 0xffff_ffffn });
+    return formatIp({ family: 6, n });
+  };
+  return { source: addr(16, 8), destination: addr(32, 12), port: key.readUInt16BE(2) };
+}
+
+/** This process's network namespace: the inode number of /proc/self/ns/net (what a program compares net->ns.inum with). */
+export function netnsInode(): number {
+  return statSync('/proc/self/ns/net').ino;
+}
+
+/** A map name for one network namespace (`prefix` and its inode in hex, 15 characters at most), so each process finds its namespace's own. */
+export function netnsMapName(prefix: string, netns: number): string {
+  return `${prefix}${(netns >>> 0).toString(16).padStart(8, '0')}`;
 }

@@ -34,7 +34,6 @@
  * Another process (one-shot `ports`) finds a running tracer's map by its name
  * and reads it (liveFailures).
  */
-import { statSync } from 'node:fs';
 import * as ffi from './ffi.js';
 import {
   BPF_MAP_TYPE_HASH,
@@ -65,6 +64,8 @@ import {
   jne32Imm,
   jneImm,
   ldMap,
+  netnsInode,
+  netnsMapName,
   ldx,
   loadTracing,
   mapEntries,
@@ -73,6 +74,8 @@ import {
   neg32,
   st,
   stDw0,
+  destinationKeyInsns,
+  keyAddresses,
   sockCommonOffsets,
   stx,
   type Insn,
@@ -80,7 +83,6 @@ import {
 } from './bpf.js';
 import { Btf, BtfKind } from './btf.js';
 import { AF_INET, AF_INET6, EADDRINUSE, EADDRNOTAVAIL, EEXIST, IPPROTO_TCP, TCP_CLOSE, TCP_SYN_SENT, errnoName } from './linux.js';
-import { formatIp } from '../ip.js';
 import { UnsupportedError } from '../errors.js';
 
 /** Distinct (call, source, destination, port, errno) keys the map holds; more go to `overflow`. */
@@ -198,7 +200,6 @@ const clearKey = (): Insn[] => [48, 40, 32, 24, 16, 8].map((o) => stDw0(-o));
  * else its sk_err when it has one.
  */
 function stateProgram(l: Layout, map: number, netns: number): Buffer {
-  const words = (from: number, to: number, n: number): Insn[] => Array.from({ length: n }, (_, i) => [ldx(4, R1, R6, from + 4 * i), stx(4, FP, to + 4 * i, R1)]).flat();
   return assemble([
     ldx(8, R6, R1, 0),
     ldx(8, R2, R1, 8),
@@ -221,16 +222,9 @@ function stateProgram(l: Layout, map: number, netns: number): Buffer {
     jeq32Imm(R7, 0, 'out'),
     'failed',
     ...clearKey(),
-    ldx(2, R1, R6, l.family),
-    stx(1, FP, KEY, R1),
+    ...destinationKeyInsns(l, R6, KEY),
     st(1, FP, KEY + 1, CALL_CONNECT),
-    ldx(2, R1, R6, l.dport),
-    stx(2, FP, KEY + 2, R1),
     stx(4, FP, KEY + 4, R7),
-    ...words(l.rcvSaddr, KEY + 8, 1),
-    ...words(l.daddr, KEY + 12, 1),
-    ...words(l.v6RcvSaddr, KEY + 16, 4),
-    ...words(l.v6Daddr, KEY + 32, 4),
     ...count(map),
   ]);
 }
@@ -287,27 +281,15 @@ function bindProgram(l: Layout, map: number, netns: number): Buffer {
   ]);
 }
 
-/** This process's network namespace: the inode number of /proc/self/ns/net. */
-function netnsInode(): number {
-  return statSync('/proc/self/ns/net').ino;
-}
-
 /** The map's name, which tells other processes of this namespace where to read. */
 function mapName(netns: number): string {
-  return `ftfail_${(netns >>> 0).toString(16).padStart(8, '0')}`;
+  return netnsMapName('ftfail_', netns);
 }
 
 /** Decodes the map into counts, most first. */
 function readMap(fd: number): FailureSnapshot {
   const counts: FailureCount[] = [];
   let overflow = 0;
-  // A v4-mapped address is counted as the IPv4 address it maps, as the port-pressure view does: it uses that destination's ports.
-  const addr = (buf: Buffer, v6: boolean, at: number, v4At: number): string => {
-    if (!v6) return formatIp({ family: 4, n: BigInt(buf.readUInt32BE(v4At)) });
-    const n = (buf.readBigUInt64BE(at) << 64n) | buf.readBigUInt64BE(at + 8);
-    if (n >> 32n === 0xffffn) return formatIp({ family: 4, n: n & 0xffff_ffffn });
-    return formatIp({ family: 6, n });
-  };
   mapEntries(fd, KEY_SIZE, VALUE_SIZE, (key, value) => {
     const count = Number(value.readBigUInt64LE(0));
     if (key[1] === CALL_OVERFLOW) {
@@ -315,10 +297,11 @@ function readMap(fd: number): FailureSnapshot {
       return;
     }
     if (count === 0) return;
-    const v6 = key[0] !== AF_INET;
     const isConnect = key[1] === CALL_CONNECT;
-    const source = addr(key, v6, 16, 8);
-    const destination = isConnect ? addr(key, v6, 32, 12) : null;
+    // A v4-mapped address is counted as the IPv4 address it maps, as the port-pressure view does: it uses that destination's ports.
+    const a = keyAddresses(key);
+    const source = a.source;
+    const destination = isConnect ? a.destination : null;
     counts.push({
       call: isConnect ? 'connect' : 'bind',
       family: (destination ?? source).includes(':') ? 6 : 4,

@@ -283,6 +283,36 @@ export class PortPressure {
     if (this.#inodes && row.inode) (d.inodes ??= []).push(row.inode);
   }
 
+  /**
+   * Counts a destination's client-side sockets given as totals per state
+   * (kernel-kept counts) instead of rows: `states` by TCP state number,
+   * `inRange`/`outOfRange` how many of them use ports inside or outside the
+   * ephemeral range (which tells the pool). Listeners and the source pools
+   * are not touched.
+   */
+  addCounts(d: { source: string; destination: string; port: number }, states: ArrayLike<number>, inRange: number, outOfRange: number): void {
+    if (this.#match && !this.#match(d.destination, d.port)) return;
+    let bySource = this.#destIndex.get(d.source);
+    if (!bySource) this.#destIndex.set(d.source, (bySource = new Map()));
+    let byPort = bySource.get(d.destination);
+    if (!byPort) bySource.set(d.destination, (byPort = new Map()));
+    let c = byPort.get(d.port);
+    if (!c) {
+      c = { source: d.source, destination: d.destination, port: d.port, family: familyOfAddress(d.destination), states: new Uint32Array(TCP_STATES.length), inRange: 0, outOfRange: 0, ports: NO_PORTS, live: 0, timeWait: 0 };
+      byPort.set(d.port, c);
+      this.#dests.push(c);
+    }
+    for (let s = 0; s < Math.min(states.length, TCP_STATES.length); s++) {
+      const n = states[s];
+      if (n <= 0 || (this.#states && !this.#states.has(s))) continue;
+      c.states[s] += n;
+      this.#byState[s] += n;
+      this.#clientSide += n;
+    }
+    c.inRange += inRange;
+    c.outOfRange += outOfRange;
+  }
+
   #listenerOf(row: TcpRow): ListenerCounter | undefined {
     if (this.#listenedPorts[row.localPort] === 0) return undefined;
     const byAddress = this.#listenersByPort.get(row.localPort);

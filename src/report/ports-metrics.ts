@@ -6,6 +6,7 @@
  */
 import { Counter, Gauge, Registry } from 'prom-client';
 import type { PortScan } from '../engine/port-scan.js';
+import { isKept, type KeptInfo } from '../engine/kept-ports.js';
 import type { FailureCount, FailureSnapshot } from '../kernel/failure-tracer.js';
 import type { DestinationPressure } from '../model/port-pressure.js';
 
@@ -161,6 +162,7 @@ export function portsRegistry(snapshot: () => PortScan, top: number, failures?: 
     },
   });
   if (failures) failureMetrics(registers, failures, top);
+  keptMetrics(registers, snapshot);
   new Gauge({
     name: 'fourtuple_destination_cgroup_sockets',
     help:
@@ -183,6 +185,84 @@ export function portsRegistry(snapshot: () => PortScan, top: number, failures?: 
     },
   });
   return registry;
+}
+
+/** How the kernel-kept counts are doing (nothing when the scrape scanned the table). */
+function keptMetrics(registers: Registry[], snapshot: () => PortScan): void {
+  const kept = (): ReturnType<typeof keptOf> => keptOf(snapshot());
+  new Gauge({
+    name: 'fourtuple_kept_counts',
+    help: 'Whether scrapes read counts the kernel keeps (1) or scan the socket table (0).',
+    registers,
+    collect() {
+      this.set(kept() ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: 'fourtuple_kept_counts_drift_sockets',
+    help: 'Sockets the kernel-kept counts had wrong at the last full scan that could compare them (0: exact); corrected from then on.',
+    registers,
+    collect() {
+      const k = kept();
+      if (k) this.set(k.lastDrift);
+    },
+  });
+  new Counter({
+    name: 'fourtuple_kept_counts_drift_sockets_total',
+    help: 'Sockets the kernel-kept counts had wrong, added over every full scan that compared them.',
+    registers,
+    collect() {
+      this.reset();
+      const k = kept();
+      if (k) this.inc(k.driftTotal);
+    },
+  });
+  new Counter({
+    name: 'fourtuple_kept_counts_reconciliations_total',
+    help: 'Full scans that checked the kernel-kept counts, by result: exact, drift (corrected), busy (sockets changed during the scan: not compared).',
+    labelNames: ['result'],
+    registers,
+    collect() {
+      this.reset();
+      const k = kept();
+      if (k) for (const [result, n] of Object.entries(k.reconciliations)) this.inc({ result }, n);
+    },
+  });
+  new Gauge({
+    name: 'fourtuple_kept_counts_reconciled_timestamp_seconds',
+    help: 'When the last full scan ran: TIME_WAIT, listeners, source pools and cgroups are as of then.',
+    registers,
+    collect() {
+      const k = kept();
+      if (k) this.set(k.reconciledAt / 1000);
+    },
+  });
+  new Gauge({
+    name: 'fourtuple_kept_counts_reconcile_duration_seconds',
+    help: 'How long the last full scan took.',
+    registers,
+    collect() {
+      const k = kept();
+      if (k) this.set(k.reconcileMs / 1000);
+    },
+  });
+  new Counter({
+    name: 'fourtuple_kept_counts_overflow_total',
+    help: 'Sockets (map="sockets") or destinations (map="destinations") the bounded maps could not take, and so did not count.',
+    labelNames: ['map'],
+    registers,
+    collect() {
+      this.reset();
+      const k = kept();
+      if (!k) return;
+      this.inc({ map: 'sockets' }, k.socketsOverflow);
+      this.inc({ map: 'destinations' }, k.destinationsOverflow);
+    },
+  });
+}
+
+function keptOf(scan: PortScan): KeptInfo | undefined {
+  return isKept(scan) ? scan.kept : undefined;
 }
 
 /** Cgroup series per destination before one cgroup="other". */

@@ -172,8 +172,7 @@ function destinationsTable(report: PortPressureReport, o: PortsRenderOptions): s
   const withTrend = o.rates !== undefined;
   const churn = o.churn;
   const failed = o.failures?.counted ? failuresByDestination(o.failures.counts) : undefined;
-  const failedHeader = o.failures?.counted ? (o.failures.seconds === null ? 'FAILED' : `FAILED/${Math.round(o.failures.seconds)}S`) : '';
-  const header = ['SOURCE', 'DESTINATION', 'USED', 'CAPACITY', 'HEADROOM', 'ESTAB', 'TIME_WAIT', ...(withTrend ? ['TREND'] : []), ...(churn ? ['NEW/S', 'CEILING/S'] : []), ...(failed ? [failedHeader] : []), 'OTHER'];
+  const header = ['SOURCE', 'DESTINATION', 'USED', 'CAPACITY', 'HEADROOM', 'ESTAB', 'TIME_WAIT', ...(withTrend ? ['TREND'] : []), ...(churn ? ['NEW/S', 'CEILING/S'] : []), ...(failed ? ['FAILED'] : []), 'OTHER'];
   const rows = shown.map((d) => [
     d.source,
     endpoint(d.destination, d.port),
