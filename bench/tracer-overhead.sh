@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# What attaching the failure tracer (ports --prometheus, --watch) costs `probe`: the same
+# What attaching the failure tracer and the kernel-kept counts (what `ports --prometheus` attaches) costs `probe`: the same
 # `probe --connections N --json` with and without a tracer attached in this namespace, alternating
 # (without first on odd rounds, with first on even ones), so both see the same machine.
 # Usage: bench/tracer-overhead.sh [N] [ROUNDS]     default 300000 4   (build first: npm run build)

@@ -42,6 +42,12 @@ describe('kernel-kept counts', { skip }, () => {
     assert.equal(r.peakEarly.kept.reduce((n, [, u]) => n + u, 0), N);
   });
 
+  test('a reconciliation during the ramp skips the destinations that moved and counts no drift', () => {
+    assert.ok(r.ramping, 'the ramp was seen');
+    assert.equal(r.ramping.drift, 0, JSON.stringify(r.ramping));
+    assert.ok(r.ramping.skipped > 0 || r.ramping.result === 'exact', JSON.stringify(r.ramping));
+  });
+
   test('after the probe closed: no client socket left, counts and scan agree, drift 0', () => {
     exact(r.afterEarly, 'followed, after');
     exact(r.afterSeeded, 'seeded, after');

@@ -11,12 +11,13 @@
  * Those parts of a snapshot are as old as that scan (`kept.reconciledAt`).
  *
  * Reconciliation. The scan counts every client-side socket by state; the
- * counts must say the same for every state but TIME_WAIT. When no followed
- * socket changed while the scan ran (the counter's change count is the same
- * before and after), any difference is drift: it is added up, reported, and
- * corrected from then on (an offset per destination and state, applied on
- * read). When sockets changed meanwhile, the comparison is skipped
- * (`busy`) rather than reporting the race as drift.
+ * counts must say the same for every state but TIME_WAIT. For each
+ * destination none of whose sockets changed while the scan ran (its change
+ * count is the same before and after), any difference is drift: it is added
+ * up, reported, and corrected from then on (an offset per destination and
+ * state, applied on read). A destination whose sockets changed meanwhile is
+ * skipped this time rather than reporting the race as drift; a
+ * reconciliation that could compare none is `busy`.
  */
 import { performance } from 'node:perf_hooks';
 import { TCP_LISTEN, TCP_STATES, TCP_TIME_WAIT } from '../kernel/linux.js';
@@ -35,9 +36,12 @@ export interface KeptInfo {
   readonly reconcileMs: number;
   /** Reconciliations by result. */
   readonly reconciliations: Readonly<Record<ReconcileResult, number>>;
-  /** Sockets the counts had wrong at the last comparison, and over all comparisons. */
+  /** Sockets the counts had wrong (before correction) at the last reconciliation, and over all of them. */
   readonly lastDrift: number;
   readonly driftTotal: number;
+  /** Destinations the last reconciliation compared, and those it skipped because their sockets changed during the scan. */
+  readonly compared: number;
+  readonly skipped: number;
   /** Sockets and destinations the bounded maps could not take (then not counted). */
   readonly socketsOverflow: number;
   readonly destinationsOverflow: number;
@@ -62,6 +66,8 @@ export class KeptPorts {
   readonly #results: Record<ReconcileResult, number> = { exact: 0, drift: 0, busy: 0 };
   #lastDrift = 0;
   #driftTotal = 0;
+  #compared = 0;
+  #skipped = 0;
 
   private constructor(counter: StateCounter, options: PortScanOptions, first: PortScan, firstMs: number) {
     this.#counter = counter;
@@ -82,43 +88,53 @@ export class KeptPorts {
     return { kept };
   }
 
-  /** One full scan, compared with the counts when nothing moved meanwhile; the scan's other figures are kept for snapshots. */
+  /**
+   * One full scan, compared with the counts for every destination whose
+   * sockets did not change while it ran (its change count is the same
+   * before and after); the scan's other figures are kept for snapshots.
+   */
   reconcile(): ReconcileResult {
     const t0 = performance.now();
-    const before = this.#counter.read().transitions;
+    const before = changesByKey(this.#counter.read());
     const scan = scanPorts(reconcileOptions(this.#options));
     const after = this.#counter.read();
     this.#last = scan;
     this.#reconcileMs = performance.now() - t0;
-    if (after.transitions !== before) {
-      this.#results.busy++;
-      return 'busy';
-    }
     const scanned = new Map<string, DestinationPressure>();
     for (const d of scan.report.destinations) scanned.set(destinationKey(d), d);
-    const raw = new Map<string, readonly number[]>();
-    for (const d of after.destinations) raw.set(destinationKey(d), d.states);
+    const raw = new Map<string, { states: readonly number[]; changes: number }>();
+    for (const d of after.destinations) raw.set(destinationKey(d), d);
     let drift = 0;
-    this.#offsets.clear();
+    let compared = 0;
+    let skipped = 0;
     for (const key of new Set([...scanned.keys(), ...raw.keys()])) {
-      const s = scanned.get(key);
       const r = raw.get(key);
+      // Moved during the scan (or appeared, or went): the scan may have seen it before or after; compare next time.
+      if ((r?.changes ?? 0) !== (before.get(key) ?? 0)) {
+        skipped++;
+        continue;
+      }
+      compared++;
+      const s = scanned.get(key);
       const offset = new Int32Array(TCP_STATES.length);
       let any = false;
       for (const st of NON_TW) {
         const want = s ? (s.states[TCP_STATES[st] as StateName] ?? 0) : 0;
-        const have = r ? r[st] : 0;
+        const have = r ? r.states[st] : 0;
         if (want !== have) {
           offset[st] = want - have;
-          drift += Math.abs(want - have);
+          drift += Math.abs(want - have - (this.#offsets.get(key)?.[st] ?? 0));
           any = true;
         }
       }
       if (any) this.#offsets.set(key, offset);
+      else this.#offsets.delete(key);
     }
     this.#lastDrift = drift;
     this.#driftTotal += drift;
-    const result = drift === 0 ? 'exact' : 'drift';
+    this.#compared = compared;
+    this.#skipped = skipped;
+    const result = compared === 0 && skipped > 0 ? 'busy' : drift === 0 ? 'exact' : 'drift';
     this.#results[result]++;
     return result;
   }
@@ -183,6 +199,8 @@ export class KeptPorts {
         reconciliations: { ...this.#results },
         lastDrift: this.#lastDrift,
         driftTotal: this.#driftTotal,
+        compared: this.#compared,
+        skipped: this.#skipped,
         socketsOverflow: counts.socketsOverflow,
         destinationsOverflow: counts.destinationsOverflow,
         readMs,
@@ -214,6 +232,12 @@ function reconcileOptions(o: PortScanOptions): PortScanOptions {
 function sumStates(ds: readonly DestinationPressure[]): Partial<Record<StateName, number>> {
   const out: Partial<Record<StateName, number>> = {};
   for (const d of ds) for (const [k, v] of Object.entries(d.states) as [StateName, number][]) out[k] = (out[k] ?? 0) + v;
+  return out;
+}
+
+function changesByKey(k: KeptCounts): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const d of k.destinations) out.set(destinationKey(d), d.changes);
   return out;
 }
 

@@ -93,8 +93,9 @@ import { parseIp } from '../ip.js';
 export const MAX_SOCKETS = 4_194_304;
 /** Destinations counted at most; more are counted in `destinationsOverflow`. */
 export const MAX_DESTINATIONS = 65_536;
-/** Per destination: one u32 per TCP state number (0-15). */
+/** Per destination: one u32 per TCP state number (0-14), and in slot 15 its changes so far. */
 const STATE_SLOTS = 16;
+const CHANGES_SLOT = 15;
 const VALUE_SIZE = STATE_SLOTS * 4;
 const LISTENER_KEY_SIZE = 20;
 
@@ -200,6 +201,8 @@ function follow(maps: Maps, state: number, done: string, p: string): (Insn | str
     ...bumpStat(maps, STAT_DESTINATIONS_OVERFLOW, done),
     `${p}add`,
     ...addState(state, 1),
+    movImm(R3, 1),
+    atomicAdd32(R0, CHANGES_SLOT * 4, R3),
     ...bumpStat(maps, STAT_TRANSITIONS, done),
   ];
 }
@@ -212,8 +215,8 @@ function transitionProgram(l: Layout, maps: Maps, netns: number): Buffer {
     andImm(R7, 0xffff),
     ldx(8, R8, R1, 16),
     andImm(R8, 0xffff),
-    jgtImm(R7, STATE_SLOTS - 1, 'out'),
-    jgtImm(R8, STATE_SLOTS - 1, 'out'),
+    jgtImm(R7, CHANGES_SLOT - 1, 'out'),
+    jgtImm(R8, CHANGES_SLOT - 1, 'out'),
     ldx(2, R1, R6, l.protocol),
     jneImm(R1, IPPROTO_TCP, 'out'),
     ldx(8, R1, R6, l.net),
@@ -238,6 +241,8 @@ function transitionProgram(l: Layout, maps: Maps, netns: number): Buffer {
     call(FUNC.mapLookupElem),
     jeqImm(R0, 0, 'forget'),
     movReg(R9, R0),
+    movImm(R3, 1),
+    atomicAdd32(R9, CHANGES_SLOT * 4, R3),
     ...addState(R7, -1),
     jeqImm(R8, TCP_CLOSE, 'moved'),
     movReg(R0, R9),
@@ -268,7 +273,7 @@ function seedProgram(l: Layout, maps: Maps): Buffer {
     jeqImm(R8, TCP_NEW_SYN_RECV, 'out'),
     jeqImm(R8, TCP_LISTEN, 'out'),
     jeqImm(R8, TCP_CLOSE, 'out'),
-    jgtImm(R8, STATE_SLOTS - 1, 'out'),
+    jgtImm(R8, CHANGES_SLOT - 1, 'out'),
     stx(8, FP, SK, R6),
     // On a listener's address and port (or its family's wildcard with that port): the server's side.
     stDw0(lkey), stDw0(lkey + 8), stDw0(lkey + 16),
@@ -310,6 +315,8 @@ export interface DestinationStates {
   readonly family: 4 | 6;
   /** Counts by TCP state number (index into TCP_STATES). */
   readonly states: readonly number[];
+  /** Changes counted for it so far (sockets followed, state changes): the same before and after a scan means it did not move meanwhile. */
+  readonly changes: number;
 }
 
 /** What a read of the counts gives. */
@@ -399,15 +406,9 @@ export class StateCounter {
     const destinations: DestinationStates[] = [];
     mapEntries(this.#maps.counts, DESTINATION_KEY_SIZE, VALUE_SIZE, (key, value) => {
       const states: number[] = [];
-      let any = 0;
-      for (let s = 0; s < TCP_STATES.length; s++) {
-        const n = value.readInt32LE(s * 4);
-        states.push(n);
-        any |= n;
-      }
-      if (!any) return;
+      for (let s = 0; s < TCP_STATES.length; s++) states.push(value.readInt32LE(s * 4));
       const a = keyAddresses(key);
-      destinations.push({ ...a, family: a.destination.includes(':') ? 6 : 4, states });
+      destinations.push({ ...a, family: a.destination.includes(':') ? 6 : 4, states, changes: value.readUInt32LE(CHANGES_SLOT * 4) });
     });
     const stat = (i: number): number => {
       const k = Buffer.alloc(4);

@@ -219,13 +219,26 @@ function keptMetrics(registers: Registry[], snapshot: () => PortScan): void {
   });
   new Counter({
     name: 'fourtuple_kept_counts_reconciliations_total',
-    help: 'Full scans that checked the kernel-kept counts, by result: exact, drift (corrected), busy (sockets changed during the scan: not compared).',
+    help: 'Full scans that checked the kernel-kept counts, by result: exact, drift (corrected), busy (every destination changed during the scan: none compared).',
     labelNames: ['result'],
     registers,
     collect() {
       this.reset();
       const k = kept();
       if (k) for (const [result, n] of Object.entries(k.reconciliations)) this.inc({ result }, n);
+    },
+  });
+  new Gauge({
+    name: 'fourtuple_kept_counts_destinations_compared',
+    help: 'Destinations the last full scan compared with the kernel-kept counts (skipped="true": their sockets changed during the scan, compared next time).',
+    labelNames: ['skipped'],
+    registers,
+    collect() {
+      this.reset();
+      const k = kept();
+      if (!k) return;
+      this.set({ skipped: 'false' }, k.compared);
+      this.set({ skipped: 'true' }, k.skipped);
     },
   });
   new Gauge({
