@@ -19,7 +19,7 @@ function unavailable(): string | undefined {
   const netns = netnsUnavailable();
   if (netns) return netns;
   if (root === null) return 'no cgroup v2 tree is mounted';
-  const it = tcpIterator(iteratorMask(ALL_CONNECTION_STATES), false, true);
+  const it = tcpIterator(iteratorMask(ALL_CONNECTION_STATES), false, 'cgroup+inode');
   if ('reason' in it) return `no BPF iterator with owners here: ${it.reason}`;
   return undefined;
 }
@@ -108,6 +108,17 @@ describe('ports --by cgroup and --pids', { skip }, () => {
     assert.equal(dest7000(r.nobody.stdout).used, 50);
     assert.equal(dest7000(r.nobody.stdout).holders, undefined);
   });
+});
+
+test('every iterator variant loads where the plain one does: with cgroups, with cgroups and inodes', (ctx) => {
+  const plain = tcpIterator(iteratorMask(ALL_CONNECTION_STATES), false);
+  if ('reason' in plain) return ctx.skip(`no BPF iterator here: ${plain.reason}`);
+  for (const owners of ['cgroup', 'cgroup+inode'] as const) {
+    for (const unread of [false, true]) {
+      const it = tcpIterator(iteratorMask(ALL_CONNECTION_STATES), unread, owners);
+      assert.ok('link' in it, `${owners}, unread ${unread}: ${'reason' in it ? it.reason : ''}`);
+    }
+  }
 });
 
 test('a cgroup path names its systemd unit, or its Kubernetes pod and container', () => {

@@ -10,6 +10,7 @@ import { known } from '../kernel/fact.js';
 import type { TcpRow } from '../kernel/proc-net-tcp.js';
 import { readCapabilities, readInt, readInts, readMeminfo, readText } from '../kernel/procfs.js';
 import { scanSockets, type SocketTableSource } from '../kernel/socket-table.js';
+import type { OwnerFields } from '../kernel/bpf-iter.js';
 import type { Endpoints } from '../model/address.js';
 import { PortPressure, STATE, destinationKey, type PortPressureReport, type PressureFacts } from '../model/port-pressure.js';
 import { cgroupPaths, describeCgroup, socketHolders, type CgroupInfo } from '../kernel/owners.js';
@@ -70,7 +71,7 @@ export interface PortScan {
 }
 
 /** The socket table's reader: the one place to change for another source. */
-function readTable(root: string, onRow: (row: TcpRow) => void, states: ReadonlySet<number>, owners = false): { rows: number; errors: string[]; source: SocketTableSource; ownersMissing?: string } {
+function readTable(root: string, onRow: (row: TcpRow) => void, states: ReadonlySet<number>, owners?: OwnerFields): { rows: number; errors: string[]; source: SocketTableSource; ownersMissing?: string } {
   // The aggregation reads rxQueue of listeners only (their accept queue).
   return scanSockets(onRow, { states, root, unreadBytes: false, owners });
 }
@@ -128,7 +129,7 @@ export function scanPorts(options: PortScanOptions = {}): PortScan {
   const first = readTable(root, onRow, LISTEN_ONLY);
   const rest = new Set(options.states ?? ALL_STATES);
   rest.delete(STATE.LISTEN);
-  const second = rest.size ? readTable(root, onRow, rest, owners) : { rows: 0, errors: [], source: first.source };
+  const second = rest.size ? readTable(root, onRow, rest, owners ? (options.pids ? 'cgroup+inode' : 'cgroup') : undefined) : { rows: 0, errors: [], source: first.source };
   const errors = [...new Set([...first.errors, ...second.errors])];
   const rows = first.rows + second.rows;
   if (rows === 0 && errors.length >= 2) throw new UnsupportedError(`cannot read the socket table: ${errors.join('; ')}`);

@@ -23,8 +23,15 @@ import { v4Address, v6Address } from './sock-diag.js';
 
 const V4_RECORD = 20;
 const V6_RECORD = 44;
-/** With owners: the socket's cgroup id and inode number, 8 bytes each, after the addresses. */
-const OWNER_BYTES = 16;
+/**
+ * Who holds each socket, when asked: its cgroup id (8 bytes after the
+ * addresses), and with 'cgroup+inode' its inode number too (8 more). The
+ * inode costs three more pointers per socket (socket, file, inode: each its
+ * own cache line), so only `--pids` asks for it.
+ */
+export type OwnerFields = 'cgroup' | 'cgroup+inode';
+
+const ownerBytes = (o: OwnerFields | undefined): number => (o === undefined ? 0 : o === 'cgroup' ? 8 : 16);
 
 /** Offsets the program reads, from BTF. */
 interface Layout extends SockCommonOffsets {
@@ -104,7 +111,8 @@ function readLayout(): Layout {
  * family u8, state u8, local port u16 (host order), remote port u16
  * (network order), pad u16, rxQueue u32, local then remote address.
  */
-function iteratorProgram(l: Layout, stateMask: number, unread: boolean, owners: OwnerLayout | undefined): Buffer {
+function iteratorProgram(l: Layout, stateMask: number, unread: boolean, owners: { layout: OwnerLayout; fields: OwnerFields } | undefined): Buffer {
+  const extra = ownerBytes(owners?.fields);
   const rec = -64;
   const v4 = (from: number, to: number): Insn[] => [ldx(4, R1, R7, from), stx(4, FP, to, R1)];
   const v6 = (from: number, to: number): Insn[] => [0, 4, 8, 12].flatMap((i) => v4(from + i, to + i));
@@ -153,27 +161,27 @@ function iteratorProgram(l: Layout, stateMask: number, unread: boolean, owners: 
     stx(4, FP, rec + 8, R1),
     'addresses',
     // Owners: the cgroup id in R9 and the inode number in R6 (0 for TIME_WAIT and request sockets, which have neither).
-    ...(owners ? ownerInsns(owners) : []),
+    ...(owners ? ownerInsns(owners.layout, owners.fields === 'cgroup+inode') : []),
     ldx(2, R1, R7, l.family),
     jneImm(R1, AF_INET, 'v6'),
     ...v4(l.rcvSaddr, rec + 12),
     ...v4(l.daddr, rec + 16),
-    ...(owners ? storeOwners(rec + V4_RECORD) : []),
-    ...write(V4_RECORD + (owners ? OWNER_BYTES : 0)),
+    ...(owners ? storeOwners(rec + V4_RECORD, extra) : []),
+    ...write(V4_RECORD + extra),
     ja('out'),
     'v6',
     ...v6(l.v6RcvSaddr, rec + 12),
     ...v6(l.v6Daddr, rec + 28),
-    ...(owners ? storeOwners(rec + V6_RECORD) : []),
-    ...write(V6_RECORD + (owners ? OWNER_BYTES : 0)),
+    ...(owners ? storeOwners(rec + V6_RECORD, extra) : []),
+    ...write(V6_RECORD + extra),
     'out',
     movImm(R0, 0),
     exit(),
   ]);
 }
 
-/** R9 = the socket's cgroup id, R6 = its inode number, each 0 when it has none (R6's meta is not needed past this point). */
-function ownerInsns(l: OwnerLayout): (Insn | string)[] {
+/** R9 = the socket's cgroup id, R6 = its inode number (with `inode`), each 0 when it has none (R6's meta is not needed past this point). */
+function ownerInsns(l: OwnerLayout, inode: boolean): (Insn | string)[] {
   return [
     movImm(R9, 0),
     movImm(R6, 0),
@@ -187,6 +195,14 @@ function ownerInsns(l: OwnerLayout): (Insn | string)[] {
     jeqImm(R1, 0, 'inode'),
     ldx(8, R9, R1, l.knId),
     'inode',
+    ...(inode ? inodeInsns(l) : []),
+    'owned',
+  ];
+}
+
+/** R6 = the inode number of the socket in R2 (0 when it has no file: not accepted yet). */
+function inodeInsns(l: OwnerLayout): Insn[] {
+  return [
     ldx(8, R1, R2, l.socket),
     jeqImm(R1, 0, 'owned'),
     ldx(8, R1, R1, l.socketFile),
@@ -194,19 +210,19 @@ function ownerInsns(l: OwnerLayout): (Insn | string)[] {
     ldx(8, R1, R1, l.fileInode),
     jeqImm(R1, 0, 'owned'),
     ldx(8, R6, R1, l.inodeIno),
-    'owned',
   ];
 }
 
-/** Stores R9 and R6 as two little-endian u64 at `at` (4-byte aligned: two u32 each, as the stack wants aligned stores). */
-function storeOwners(at: number): Insn[] {
-  return [stx(4, FP, at, R9), rshImm(R9, 32), stx(4, FP, at + 4, R9), stx(4, FP, at + 8, R6), rshImm(R6, 32), stx(4, FP, at + 12, R6)];
+/** Stores R9 (and R6, for 16 bytes) as little-endian u64 at `at` (4-byte aligned: two u32 each, as the stack wants aligned stores). */
+function storeOwners(at: number, bytes: number): Insn[] {
+  const u64 = (reg: number, to: number): Insn[] => [stx(4, FP, to, reg), rshImm(reg, 32), stx(4, FP, to + 4, reg)];
+  return bytes === 16 ? [...u64(R9, at), ...u64(R6, at + 8)] : u64(R9, at);
 }
 
 /** Loads the program and attaches it as an iterator; the link's fd, or throws with the kernel's reason. */
-function loadLink(stateMask: number, unread: boolean, owners: boolean): number {
+function loadLink(stateMask: number, unread: boolean, owners: OwnerFields | undefined): number {
   const l = readLayout();
-  const prog = loadTracing({ insns: iteratorProgram(l, stateMask, unread, owners ? readOwnerLayout() : undefined), name: 'ft_tcp_iter', attachType: BPF_TRACE_ITER, attachBtfId: l.target });
+  const prog = loadTracing({ insns: iteratorProgram(l, stateMask, unread, owners ? { layout: readOwnerLayout(), fields: owners } : undefined), name: 'ft_tcp_iter', attachType: BPF_TRACE_ITER, attachBtfId: l.target });
   try {
     return attach(prog, BPF_TRACE_ITER);
   } finally {
@@ -219,11 +235,11 @@ function loadLink(stateMask: number, unread: boolean, owners: boolean): number {
  * reason it cannot be had here. With `unread` false a connection's rxQueue
  * is 0 (a listener's accept queue is still read), which spares the kernel a
  * cache line per socket: about 12% of the scan at a million.
- * With `owners`, each row also has its cgroup id and inode number (full
- * sockets; 0 for TIME_WAIT and request sockets).
+ * With `owners`, each row also has its cgroup id, and with 'cgroup+inode'
+ * its inode number (full sockets; 0 for TIME_WAIT and request sockets).
  * FOURTUPLE_NO_BPF=1 turns the iterator off.
  */
-export function tcpIterator(stateMask: number, unread = true, owners = false): { link: number } | { reason: string } {
+export function tcpIterator(stateMask: number, unread = true, owners?: OwnerFields): { link: number } | { reason: string } {
   if (process.env.FOURTUPLE_NO_BPF === '1') return { reason: 'disabled by FOURTUPLE_NO_BPF=1' };
   if (!ffi.ffiAvailable()) return { reason: ffi.ffiUnavailableReason() ?? 'no FFI' };
   const key = `${stateMask} ${unread} ${owners}`;
@@ -251,12 +267,13 @@ let buffer: Buffer | undefined;
 
 /**
  * Runs the iterator of `link` once: `onRow` for every socket it reports.
- * `owners`: the link was made with owners (tcpIterator(..., true)), so rows
- * carry `cgroup` and `inode`. Kernel failures come back in `errors` (rows
+ * `owners`: what the link was made with (tcpIterator's), so rows carry
+ * `cgroup` (and `inode`). Kernel failures come back in `errors` (rows
  * delivered before stay delivered).
  */
-export function scanTcpIterator(link: number, onRow: (row: TcpRow) => void, owners = false): { rows: number; errors: string[] } {
-  const extra = owners ? OWNER_BYTES : 0;
+export function scanTcpIterator(link: number, onRow: (row: TcpRow) => void, owners?: OwnerFields): { rows: number; errors: string[] } {
+  const extra = ownerBytes(owners);
+  const inode = owners === 'cgroup+inode';
   const errors: string[] = [];
   const iterAttr = Buffer.alloc(8);
   iterAttr.writeUInt32LE(link, 0);
@@ -285,23 +302,23 @@ export function scanTcpIterator(link: number, onRow: (row: TcpRow) => void, owne
           errors.push(`bpf iterator: a record cut at ${off} of ${n} bytes`);
           break;
         }
-        const state = buf[off + 1];
+        let state = buf[off + 1];
+        if (state === TCP_NEW_SYN_RECV) state = TCP_SYN_RECV;
         rows++;
-        const row: TcpRow = {
-          family: v6 ? 6 : 4,
-          localAddress: v6 ? v6Address(buf, u32, off + 12) : v4Address(buf, u32, off + 12),
-          localPort: buf[off + 2] | (buf[off + 3] << 8),
-          remoteAddress: v6 ? v6Address(buf, u32, off + 28) : v4Address(buf, u32, off + 16),
-          remotePort: (buf[off + 4] << 8) | buf[off + 5],
-          state: state === TCP_NEW_SYN_RECV ? TCP_SYN_RECV : state,
-          rxQueue: u32[(off + 8) >>> 2],
-        };
-        if (owners) {
-          const w = (off + len - OWNER_BYTES) >>> 2;
-          row.cgroup = u32[w] + u32[w + 1] * 0x1_0000_0000;
-          row.inode = u32[w + 2] + u32[w + 3] * 0x1_0000_0000;
+        const family = v6 ? 6 : 4;
+        const localAddress = v6 ? v6Address(buf, u32, off + 12) : v4Address(buf, u32, off + 12);
+        const localPort = buf[off + 2] | (buf[off + 3] << 8);
+        const remoteAddress = v6 ? v6Address(buf, u32, off + 28) : v4Address(buf, u32, off + 16);
+        const remotePort = (buf[off + 4] << 8) | buf[off + 5];
+        const rxQueue = u32[(off + 8) >>> 2];
+        // One object literal per shape, so every row of a scan has the same hidden class.
+        if (extra === 0) onRow({ family, localAddress, localPort, remoteAddress, remotePort, state, rxQueue });
+        else {
+          const w = (off + len - extra) >>> 2;
+          const cgroup = u32[w] + u32[w + 1] * 0x1_0000_0000;
+          if (inode) onRow({ family, localAddress, localPort, remoteAddress, remotePort, state, rxQueue, cgroup, inode: u32[w + 2] + u32[w + 3] * 0x1_0000_0000 });
+          else onRow({ family, localAddress, localPort, remoteAddress, remotePort, state, rxQueue, cgroup });
         }
-        onRow(row);
         off += len;
       }
     }

@@ -9,7 +9,7 @@
  */
 import { ffiAvailable } from './ffi.js';
 import { TCP_LISTEN } from './linux.js';
-import { iteratorMask, scanTcpIterator, tcpIterator } from './bpf-iter.js';
+import { iteratorMask, scanTcpIterator, tcpIterator, type OwnerFields } from './bpf-iter.js';
 import { scanProcNetTcp, type TcpRow } from './proc-net-tcp.js';
 import { ALL_CONNECTION_STATES, matchesFilter, scanSockDiag, stateMask, type SockDiagFilter } from './sock-diag.js';
 
@@ -33,11 +33,11 @@ export interface ScanSocketsOptions {
    */
   readonly unreadBytes?: boolean;
   /**
-   * true: rows carry `cgroup` and `inode` (who holds each socket). Only the
+   * 'cgroup': rows carry `cgroup`; 'cgroup+inode': and `inode` (who holds each socket). Only the
    * BPF iterator reads them; other sources leave them out, and the result
    * says why in `ownersMissing`.
    */
-  readonly owners?: boolean;
+  readonly owners?: OwnerFields;
 }
 
 /** Result of scanSockets. */
@@ -70,7 +70,7 @@ export function scanSockets(onRow: (row: TcpRow) => void, options: ScanSocketsOp
     // which sock_diag finds without walking the connections.
     const mask = states ? stateMask(states) : ALL_CONNECTION_STATES;
     if (filter === undefined && (mask & ~LISTEN_BIT) !== 0) {
-      const owners = options.owners === true;
+      const owners = options.owners;
       const it = tcpIterator(iteratorMask(mask), options.unreadBytes !== false, owners);
       const r = 'link' in it ? scanTcpIterator(it.link, onRow, owners) : { rows: 0, errors: [it.reason] };
       if (usable(r)) return result('bpf', r.rows, r.errors);

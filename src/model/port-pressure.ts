@@ -164,7 +164,10 @@ interface DestCounter {
   ports: Uint16Array;
   live: number;
   timeWait: number;
-  cgroups?: Map<number, number>;
+  /** Cgroup ids and their socket counts, side by side (a destination has few; the last one hit is tried first). */
+  cgroupIds?: number[];
+  cgroupCounts?: number[];
+  lastCgroup: number;
   inodes?: number[];
 }
 
@@ -267,7 +270,7 @@ export class PortPressure {
     if (!byPort) bySource.set(destination, (byPort = new Map()));
     let d = byPort.get(row.remotePort);
     if (!d) {
-      d = { source, destination, port: row.remotePort, family: familyOfAddress(destination), states: new Uint32Array(TCP_STATES.length), inRange: 0, outOfRange: 0, ports: this.#keepPorts ? new Uint16Array(4) : NO_PORTS, live: 0, timeWait: 0 };
+      d = { source, destination, port: row.remotePort, family: familyOfAddress(destination), states: new Uint32Array(TCP_STATES.length), inRange: 0, outOfRange: 0, ports: this.#keepPorts ? new Uint16Array(4) : NO_PORTS, live: 0, timeWait: 0, lastCgroup: 0 };
       byPort.set(row.remotePort, d);
       this.#dests.push(d);
     }
@@ -275,11 +278,7 @@ export class PortPressure {
     if (inRange) d.inRange++;
     else d.outOfRange++;
     if (this.#keepPorts) keepPort(d, row.localPort, row.state === STATE.TIME_WAIT);
-    if (this.#cgroups) {
-      const id = row.cgroup ?? 0;
-      const m = (d.cgroups ??= new Map());
-      m.set(id, (m.get(id) ?? 0) + 1);
-    }
+    if (this.#cgroups) countCgroup(d, row.cgroup ?? 0);
     if (this.#inodes && row.inode) (d.inodes ??= []).push(row.inode);
   }
 
@@ -298,7 +297,7 @@ export class PortPressure {
     if (!byPort) bySource.set(d.destination, (byPort = new Map()));
     let c = byPort.get(d.port);
     if (!c) {
-      c = { source: d.source, destination: d.destination, port: d.port, family: familyOfAddress(d.destination), states: new Uint32Array(TCP_STATES.length), inRange: 0, outOfRange: 0, ports: NO_PORTS, live: 0, timeWait: 0 };
+      c = { source: d.source, destination: d.destination, port: d.port, family: familyOfAddress(d.destination), states: new Uint32Array(TCP_STATES.length), inRange: 0, outOfRange: 0, ports: NO_PORTS, live: 0, timeWait: 0, lastCgroup: 0 };
       byPort.set(d.port, c);
       this.#dests.push(c);
     }
@@ -382,7 +381,7 @@ export class PortPressure {
       inRange: d.inRange,
       outOfRange: d.outOfRange,
       localPorts: { live: d.ports.subarray(0, d.live), timeWait: d.ports.subarray(d.ports.length - d.timeWait) },
-      ...(this.#cgroups ? { cgroups: [...(d.cgroups ?? [])].map(([id, sockets]) => ({ id, sockets })).sort((a, b) => b.sockets - a.sockets || a.id - b.id) } : {}),
+      ...(this.#cgroups ? { cgroups: (d.cgroupIds ?? []).map((id, i) => ({ id, sockets: (d.cgroupCounts as number[])[i] })).sort((a, b) => b.sockets - a.sockets || a.id - b.id) } : {}),
       ...(this.#inodes ? { inodes: d.inodes ?? [] } : {}),
     };
   }
@@ -414,6 +413,23 @@ export class PortPressure {
       memory,
     };
   }
+}
+
+/** One more socket of cgroup `id` toward `d`. */
+function countCgroup(d: DestCounter, id: number): void {
+  const ids = (d.cgroupIds ??= []);
+  const counts = (d.cgroupCounts ??= []);
+  let i = d.lastCgroup;
+  if (ids[i] !== id) {
+    i = ids.indexOf(id);
+    if (i < 0) {
+      i = ids.length;
+      ids.push(id);
+      counts.push(0);
+    }
+    d.lastCgroup = i;
+  }
+  counts[i]++;
 }
 
 /** The ports of every destination when they are not kept. */
