@@ -16,7 +16,7 @@ const N = 100_000;
 function unavailable(): string | undefined {
   const netns = netnsUnavailable();
   if (netns) return netns;
-  const c = stateCounter([]);
+  const c = stateCounter(() => []);
   if ('reason' in c) return `no kernel-kept counts here: ${c.reason}`;
   c.counter.close();
   return undefined;
@@ -39,6 +39,8 @@ describe('kernel-kept counts', { skip }, () => {
     assert.equal(r.probeHeld, N);
     exact(r.peakEarly, 'followed, at the peak');
     exact(r.peakSeeded, 'seeded, at the peak');
+    assert.ok(r.peakMidRamp, 'seeded halfway through the ramp');
+    exact(r.peakMidRamp, 'seeded halfway through the ramp, at the peak');
     assert.equal(r.peakEarly.kept.reduce((n, [, u]) => n + u, 0), N);
   });
 

@@ -20,7 +20,7 @@ function run(...args: string[]): { status: number | null; stdout: string; stderr
 describe('parsePortsArgs', () => {
   it('defaults: one scan, no filter, no threshold', () => {
     const a = parsePortsArgs([]);
-    assert.deepEqual({ ...a, to: a.to.length }, { help: false, json: false, top: null, states: undefined, to: 0, warn: null, mode: { kind: 'once' }, durationS: null, strategy: null, byCgroup: false, pids: false, reconcileS: 60 });
+    assert.deepEqual({ ...a, to: a.to.length }, { help: false, json: false, top: null, states: undefined, to: 0, warn: null, mode: { kind: 'once' }, durationS: null, strategy: null, byCgroup: false, pids: false, reconcileS: 60, bindFailures: false });
   });
 
   it('--by cgroup and --pids: who holds the ports; --pids implies --by cgroup and is refused with --prometheus', () => {
@@ -29,6 +29,8 @@ describe('parsePortsArgs', () => {
     assert.equal(parsePortsArgs(['--prometheus', '9464', '--by', 'cgroup']).byCgroup, true);
     assert.throws(() => parsePortsArgs(['--by', 'pod']), (e: unknown) => e instanceof InvalidArgumentError && e.message === "invalid --by 'pod': expected cgroup");
     assert.equal(parsePortsArgs(['--prometheus', '9464', '--reconcile', '0']).reconcileS, 0);
+    assert.equal(parsePortsArgs(['--watch', '--bind-failures']).bindFailures, true);
+    assert.throws(() => parsePortsArgs(['--bind-failures']), (e: unknown) => e instanceof InvalidArgumentError && /--bind-failures applies to --watch and --prometheus/.test(e.message));
     assert.throws(() => parsePortsArgs(['--reconcile', '5']), (e: unknown) => e instanceof InvalidArgumentError && e.message === '--reconcile 5 applies to --prometheus only');
     assert.throws(() => parsePortsArgs(['--prometheus', '9464', '--pids']), (e: unknown) => e instanceof InvalidArgumentError && /--pids does not apply to --prometheus/.test(e.message));
   });

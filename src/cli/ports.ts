@@ -32,7 +32,7 @@ export const PORTS_DEFAULTS = {
 
 /** Usage text. */
 export const PORTS_HELP = `Usage: fourtuple ports [--top N] [--state S,...] [--to ADDR:PORTS ...] [--json] [--warn PERCENT]
-                      [--by cgroup] [--pids]
+                      [--by cgroup] [--pids] [--bind-failures]
                       [--watch [SECONDS] [--strategy S]] [--prometheus ADDR:PORT [--reconcile S]] [--duration S]
 
 Reads the kernel's socket table (a BPF iterator where allowed, as root; else
@@ -68,13 +68,16 @@ first line names the destination closest to running out.
                        and state (BPF on sock:inet_sock_set_state), and a full scan runs every S seconds
                        (default ${PORTS_DEFAULTS.reconcileS}) for TIME_WAIT, listeners and source pools, and to check the counts
                        (fourtuple_kept_counts_drift_sockets); 0: a full scan per scrape
+  --bind-failures      with --watch or --prometheus: also count failed bind() calls (see below)
   --duration S         stop --watch or --prometheus after S seconds
 
 Failed calls: as root, --watch and --prometheus attach a BPF tracer (on the
 kernel's tracepoints, detached when they stop) that counts every connect()
-that fails (EADDRNOTAVAIL: no source port left; or the handshake's error)
-and every bind() that fails with EADDRINUSE or EADDRNOTAVAIL, by source,
-destination and errno, in this network namespace. --watch shows those of the
+that fails (EADDRNOTAVAIL: no source port left; or the handshake's error),
+and with --bind-failures every bind() that fails with EADDRINUSE or
+EADDRNOTAVAIL (a program at every system call's exit: about 80 ns more per
+system call of every process while attached), by source, destination and
+errno, in this network namespace. --watch shows those of the
 last 10 s (a FAILED column and a line per destination, beside its pool and
 churn); the exporter exports fourtuple_connect_failures_total and
 fourtuple_bind_failures_total; a one-shot run reads the counts of a tracer
@@ -98,6 +101,7 @@ const OPTIONS = {
   strategy: { type: 'string' },
   by: { type: 'string' },
   reconcile: { type: 'string' },
+  'bind-failures': { type: 'boolean' },
   pids: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } as const;
@@ -124,6 +128,8 @@ export interface PortsArgs {
   readonly pids: boolean;
   /** --reconcile S: the exporter's full-scan period with kernel-kept counts; 0: a full scan per scrape. */
   readonly reconcileS: number;
+  /** --bind-failures: also count failed bind() calls (a program at every system call's exit). */
+  readonly bindFailures: boolean;
 }
 
 const STATE_ALIASES: Readonly<Record<string, number>> = { ESTAB: STATE.ESTABLISHED };
@@ -177,6 +183,7 @@ export function parsePortsArgs(argv: string[]): PortsArgs {
   if (v.duration !== undefined && mode.kind === 'once') throw new InvalidArgumentError(`--duration ${v.duration} applies to --watch and --prometheus only`);
   if (v.strategy !== undefined && mode.kind !== 'watch') throw new InvalidArgumentError(`--strategy ${v.strategy} applies to --watch only (its churn ceiling)`);
   if (v.reconcile !== undefined && mode.kind !== 'prometheus') throw new InvalidArgumentError(`--reconcile ${v.reconcile} applies to --prometheus only`);
+  if (v['bind-failures'] && mode.kind === 'once') throw new InvalidArgumentError('--bind-failures applies to --watch and --prometheus (they attach the tracer)');
   if (v.by !== undefined && v.by !== 'cgroup') throw new InvalidArgumentError(`invalid --by '${v.by}': expected cgroup`);
   if (v.pids && mode.kind === 'prometheus') throw new InvalidArgumentError('--pids does not apply to --prometheus: reading every /proc/PID/fd link on each scrape costs too much; use --by cgroup');
   return {
@@ -191,6 +198,7 @@ export function parsePortsArgs(argv: string[]): PortsArgs {
     strategy: v.strategy === undefined ? null : strategyOption(v.strategy, 'auto'),
     byCgroup: v.by === 'cgroup' || v.pids === true,
     pids: v.pids === true,
+    bindFailures: v['bind-failures'] === true,
     reconcileS: v.reconcile === undefined ? PORTS_DEFAULTS.reconcileS : numberOption('--reconcile', v.reconcile, PORTS_DEFAULTS.reconcileS, 0, 86_400),
   };
 }
@@ -220,7 +228,7 @@ async function runWatch(a: PortsArgs, intervalS: number, out: (s: string) => voi
   const run = new RunUntil(a.durationS);
   const tty = process.stdout.isTTY === true && !a.json;
   const history = new ScanHistory();
-  const tracing = failureTracer();
+  const tracing = failureTracer({ bind: a.bindFailures });
   const window = 'tracer' in tracing ? new FailureWindow(Date.now()) : undefined;
   try {
     while (!run.stopped) {
@@ -263,7 +271,7 @@ async function runExporter(a: PortsArgs, host: string, port: number, out: (s: st
   const reconciler = kept ? setInterval(() => kept.reconcile(), a.reconcileS * 1000) : undefined;
   const snapshot = oncePerTurn(() => (kept ? kept.snapshot() : scanPorts(scanOptions(a))));
   const top = a.top ?? PORTS_DEFAULTS.metricsTop;
-  const tracing = failureTracer();
+  const tracing = failureTracer({ bind: a.bindFailures });
   const failures = oncePerTurn(() => ('tracer' in tracing ? tracing.tracer.read() : { reason: tracing.reason }));
   const server = new MetricsServer(portsRegistry(snapshot, top, failures));
   const run = new RunUntil(a.durationS);
@@ -279,7 +287,7 @@ async function runExporter(a: PortsArgs, host: string, port: number, out: (s: st
     out(
       `Serving Prometheus metrics on http://${formatEndpoint(addr.address, addr.port)}/metrics (${how}; top ${top} destinations plus "other") ` +
         `${a.durationS === null ? 'until SIGINT/SIGTERM' : `for ${a.durationS} s`}; ` +
-        `${'tracer' in tracing ? 'failed connect() and bind() calls counted from now' : `failed calls not counted: ${tracing.reason}`}.`,
+        `${'tracer' in tracing ? `failed connect()${a.bindFailures ? ' and bind()' : ''} calls counted from now` : `failed calls not counted: ${tracing.reason}`}.`,
     );
     await run.done();
     await server.close();

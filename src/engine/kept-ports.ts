@@ -22,6 +22,7 @@
 import { performance } from 'node:perf_hooks';
 import { TCP_LISTEN, TCP_STATES, TCP_TIME_WAIT } from '../kernel/linux.js';
 import { stateCounter, type KeptCounts, type StateCounter } from '../kernel/state-counts.js';
+import { scanSockets } from '../kernel/socket-table.js';
 import { PortPressure, destinationKey, type DestinationPressure, type StateName } from '../model/port-pressure.js';
 import { destinationMatcher, readPressureFacts, scanPorts, type PortScan, type PortScanOptions } from './port-scan.js';
 
@@ -81,9 +82,10 @@ export class KeptPorts {
     const t0 = performance.now();
     const first = scanPorts(reconcileOptions(options));
     if (first.source !== 'bpf') return { reason: `the kernel-kept counts need the BPF iterator to seed and check them; this scan used ${first.source}` };
-    const c = stateCounter(first.report.listeners.map((l) => ({ address: l.address, port: l.port })));
+    const c = stateCounter(() => listenersNow(options), first.report.totals.clientSide);
     if ('reason' in c) return { reason: c.reason };
     const kept = new KeptPorts(c.counter, options, first, performance.now() - t0);
+    for (const d of c.counter.seedCorrections) kept.#offsets.set(destinationKey(d), Int32Array.from(d.states));
     kept.reconcile();
     return { kept };
   }
@@ -99,6 +101,7 @@ export class KeptPorts {
     const scan = scanPorts(reconcileOptions(this.#options));
     const after = this.#counter.read();
     this.#last = scan;
+    this.#counter.setListeners(scan.report.listeners.map((l) => ({ address: l.address, port: l.port })));
     this.#reconcileMs = performance.now() - t0;
     const scanned = new Map<string, DestinationPressure>();
     for (const d of scan.report.destinations) scanned.set(destinationKey(d), d);
@@ -227,6 +230,13 @@ export class KeptPorts {
 /** The reconciling scan: every destination and state (filters apply to snapshots), with owners when asked. */
 function reconcileOptions(o: PortScanOptions): PortScanOptions {
   return { root: o.root, byCgroup: o.byCgroup };
+}
+
+/** The namespace's listeners now: a listeners-only scan (sock_diag finds them without walking the connections). */
+function listenersNow(o: PortScanOptions): { address: string; port: number }[] {
+  const out: { address: string; port: number }[] = [];
+  scanSockets((row) => out.push({ address: row.localAddress, port: row.localPort }), { states: new Set([TCP_LISTEN]), root: o.root });
+  return out;
 }
 
 function sumStates(ds: readonly DestinationPressure[]): Partial<Record<StateName, number>> {

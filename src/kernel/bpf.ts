@@ -18,6 +18,8 @@ import { formatIp } from '../ip.js';
 
 export const BPF_MAP_CREATE = 0;
 export const BPF_MAP_LOOKUP_ELEM = 1;
+export const BPF_MAP_UPDATE_ELEM = 2;
+export const BPF_MAP_DELETE_ELEM = 3;
 export const BPF_MAP_GET_NEXT_KEY = 4;
 export const BPF_PROG_LOAD = 5;
 export const BPF_LINK_CREATE = 28;
@@ -30,6 +32,7 @@ export const BPF_ITER_CREATE = 33;
 export const BPF_PROG_TYPE_TRACING = 26;
 export const BPF_MAP_TYPE_HASH = 1;
 export const BPF_MAP_TYPE_ARRAY = 2;
+export const BPF_MAP_TYPE_PERCPU_HASH = 5;
 export const BPF_MAP_TYPE_PERCPU_ARRAY = 6;
 
 /** Attach types of tracing programs. */
@@ -85,6 +88,8 @@ export const lshReg = (dst: number, src: number): Insn => ({ code: 0x6f, dst, sr
 export const rshImm = (dst: number, imm: number): Insn => ({ code: 0x77, dst, src: 0, off: 0, imm });
 export const lshImm = (dst: number, imm: number): Insn => ({ code: 0x67, dst, src: 0, off: 0, imm });
 export const sub32Reg = (dst: number, src: number): Insn => ({ code: 0x1c, dst, src, off: 0, imm: 0 });
+/** dst = the low 16 bits of dst byte-swapped on a little-endian host (BPF_END | BPF_TO_BE, 16): network to host order. */
+export const be16 = (dst: number): Insn => ({ code: 0xdc, dst, src: 0, off: 0, imm: 16 });
 /** dst = -(s32)dst, zero-extended. */
 export const neg32 = (dst: number): Insn => ({ code: 0x84, dst, src: 0, off: 0, imm: 0 });
 export const jeqImm = (dst: number, imm: number, to: string): Insn => ({ code: 0x15, dst, src: 0, off: 0, imm, to });
@@ -228,6 +233,23 @@ export function mapLookup(fd: number, key: Buffer, value: Buffer): number {
   mapAttr.writeBigUInt64LE(ffi.addressOf(key), 8);
   mapAttr.writeBigUInt64LE(ffi.addressOf(value), 16);
   return ffi.bpf(BPF_MAP_LOOKUP_ELEM, mapAttr);
+}
+
+/** Sets the value of `key` (insert or replace): 0, or -errno. */
+export function mapUpdate(fd: number, key: Buffer, value: Buffer): number {
+  mapAttr.fill(0);
+  mapAttr.writeUInt32LE(fd, 0);
+  mapAttr.writeBigUInt64LE(ffi.addressOf(key), 8);
+  mapAttr.writeBigUInt64LE(ffi.addressOf(value), 16);
+  return ffi.bpf(BPF_MAP_UPDATE_ELEM, mapAttr);
+}
+
+/** Deletes `key`: 0, or -errno (-ENOENT: no such key). */
+export function mapDelete(fd: number, key: Buffer): number {
+  mapAttr.fill(0);
+  mapAttr.writeUInt32LE(fd, 0);
+  mapAttr.writeBigUInt64LE(ffi.addressOf(key), 8);
+  return ffi.bpf(BPF_MAP_DELETE_ELEM, mapAttr);
 }
 
 /**

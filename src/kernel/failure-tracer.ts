@@ -331,16 +331,20 @@ export class FailureTracer {
     this.#links = links;
   }
 
-  /** Creates the map, loads both programs and attaches them; UnsupportedError (with the kernel's reason) when it cannot. */
-  static open(): FailureTracer {
+  /**
+   * Creates the map, loads the programs and attaches them; UnsupportedError
+   * (with the kernel's reason) when it cannot. `bind: false` leaves out the
+   * bind() program, the one that runs at every system call's exit.
+   */
+  static open(options: { bind?: boolean } = {}): FailureTracer {
     try {
-      return FailureTracer.#open();
+      return FailureTracer.#open(options.bind !== false);
     } catch (err) {
       throw err instanceof UnsupportedError ? err : new UnsupportedError((err as Error).message);
     }
   }
 
-  static #open(): FailureTracer {
+  static #open(withBind: boolean): FailureTracer {
     if (!ffi.ffiAvailable()) throw new UnsupportedError(ffi.ffiUnavailableReason() ?? 'no FFI');
     const l = readLayout();
     const netns = netnsInode();
@@ -359,7 +363,7 @@ export class FailureTracer {
       if (r < 0) throw new Error(`BPF_MAP_UPDATE_ELEM: ${ffi.errnoName(r)}`);
       const programs = [
         { insns: stateProgram(l, map, netns), name: 'ft_fail_connect', attachBtfId: l.stateTp },
-        { insns: bindProgram(l, map, netns), name: 'ft_fail_bind', attachBtfId: l.exitTp },
+        ...(withBind ? [{ insns: bindProgram(l, map, netns), name: 'ft_fail_bind', attachBtfId: l.exitTp }] : []),
       ];
       for (const p of programs) {
         const prog = loadTracing({ ...p, attachType: BPF_TRACE_RAW_TP });
@@ -393,10 +397,10 @@ export class FailureTracer {
 }
 
 /** The tracer, or why it cannot attach here (no privileges, no BTF, a kernel without these functions). */
-export function failureTracer(): { tracer: FailureTracer } | { reason: string } {
+export function failureTracer(options: { bind?: boolean } = {}): { tracer: FailureTracer } | { reason: string } {
   if (process.env.FOURTUPLE_NO_BPF === '1') return { reason: 'disabled by FOURTUPLE_NO_BPF=1' };
   try {
-    return { tracer: FailureTracer.open() };
+    return { tracer: FailureTracer.open(options) };
   } catch (err) {
     return { reason: (err as Error).message };
   }

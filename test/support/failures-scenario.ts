@@ -102,7 +102,7 @@ async function main(args: FailuresScenarioArgs): Promise<FailuresScenarioResult>
   await new Promise((r) => server.once('listening', r));
 
   // The exporter on a port outside the range (a listener inside it would take one of the pool's ports).
-  const exporterCmd = [...(args.exporterAsNobody ? AS_NOBODY : []), process.execPath, CLI, 'ports', '--prometheus', '127.0.0.1:9464', '--duration', '60'];
+  const exporterCmd = [...(args.exporterAsNobody ? AS_NOBODY : []), process.execPath, CLI, 'ports', '--prometheus', '127.0.0.1:9464', '--bind-failures', '--duration', '60'];
   const exporter = spawn(exporterCmd[0], exporterCmd.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   exporter.stdout.on('data', (d: Buffer) => (stdout += d.toString()));

@@ -41,6 +41,8 @@ export interface KeptScenarioResult {
   /** A reconciliation during the ramp. */
   readonly ramping: { result: ReconcileResult; drift: number; compared: number; skipped: number } | undefined;
   readonly peakEarly: KeptCheck;
+  /** Seeded halfway through the ramp, checked at the peak. */
+  readonly peakMidRamp: KeptCheck | undefined;
   readonly peakSeeded: KeptCheck;
   readonly afterEarly: KeptCheck;
   readonly afterSeeded: KeptCheck;
@@ -75,6 +77,7 @@ async function main(args: KeptScenarioArgs): Promise<KeptScenarioResult> {
   // reconciliation while sockets change: the destinations that moved are skipped, not counted as drift.
   const t0 = Date.now();
   let ramping: KeptScenarioResult['ramping'] | undefined;
+  let midRamp: KeptPorts | undefined;
   for (;;) {
     const total = early.snapshot().report.destinations.reduce((n, d) => n + (d.states.ESTABLISHED ?? 0), 0);
     if (total >= args.connections) break;
@@ -83,10 +86,14 @@ async function main(args: KeptScenarioArgs): Promise<KeptScenarioResult> {
       const k = early.snapshot().kept;
       ramping = { result, drift: k.lastDrift, compared: k.compared, skipped: k.skipped };
     }
+    // Seeded while sockets open: the seed and the tracepoint must not count one twice or miss one.
+    if (!midRamp && total >= args.connections / 2) midRamp = open();
     if (Date.now() - t0 > 60_000) throw new Error(`the counts reached ${total} of ${args.connections} in 60 s`);
     await new Promise((r) => setTimeout(r, 100));
   }
   const peakEarly = check(early);
+  const peakMidRamp = midRamp ? check(midRamp) : undefined;
+  midRamp?.close();
   const seeded = open();
   const peakSeeded = check(seeded);
   await exited;
@@ -105,7 +112,7 @@ async function main(args: KeptScenarioArgs): Promise<KeptScenarioResult> {
     if (mapsLeft === 0) break;
     await new Promise((r) => setTimeout(r, 50));
   }
-  return { probeHeld, ramping, peakEarly, peakSeeded, afterEarly, afterSeeded, mapsLeft };
+  return { probeHeld, ramping, peakEarly, peakMidRamp, peakSeeded, afterEarly, afterSeeded, mapsLeft };
 }
 
 const result = await main(JSON.parse(process.argv[2]) as KeptScenarioArgs);
