@@ -9,6 +9,7 @@ import { before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { netnsUnavailable, runInNetns } from './support/netns.js';
 import type { KeptCheck, KeptScenarioResult } from './support/kept-scenario.js';
+import type { KeptFamiliesResult } from './support/kept-families.js';
 import { stateCounter } from '../dist/kernel/state-counts.js';
 
 const N = 100_000;
@@ -59,4 +60,12 @@ describe('kernel-kept counts', { skip }, () => {
   test('closing the counters frees their maps', () => {
     assert.equal(r.mapsLeft, 0);
   });
+});
+
+test('both families on a dual-stack listener: an IPv4 and a v4-mapped IPv6 socket to 127.0.0.1 are one destination; counts equal the scan, drift 0', { skip }, () => {
+  const r = runInNetns<KeptFamiliesResult>('kept-families', {}, 60_000);
+  assert.deepEqual(r.scanned, ['127.0.0.1|127.0.0.1|7000=12', '::1|::1|7000=7']);
+  assert.deepEqual(r.kept, r.scanned);
+  assert.equal(r.result, 'exact');
+  assert.equal(r.drift, 0);
 });

@@ -21,7 +21,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { TCP_LISTEN, TCP_STATES, TCP_TIME_WAIT } from '../kernel/linux.js';
-import { stateCounter, type KeptCounts, type StateCounter } from '../kernel/state-counts.js';
+import { stateCounter, type DestinationStates, type KeptCounts, type StateCounter } from '../kernel/state-counts.js';
 import { scanSockets } from '../kernel/socket-table.js';
 import { PortPressure, destinationKey, type DestinationPressure, type StateName } from '../model/port-pressure.js';
 import { destinationMatcher, readPressureFacts, scanPorts, type PortScan, type PortScanOptions } from './port-scan.js';
@@ -105,8 +105,7 @@ export class KeptPorts {
     this.#reconcileMs = performance.now() - t0;
     const scanned = new Map<string, DestinationPressure>();
     for (const d of scan.report.destinations) scanned.set(destinationKey(d), d);
-    const raw = new Map<string, { states: readonly number[]; changes: number }>();
-    for (const d of after.destinations) raw.set(destinationKey(d), d);
+    const raw = mergeByKey(after);
     let drift = 0;
     let compared = 0;
     let skipped = 0;
@@ -159,8 +158,7 @@ export class KeptPorts {
     for (const d of last.report.destinations) lastByKey.set(destinationKey(d), d);
     const seen = new Set<string>();
     const states = new Int32Array(TCP_STATES.length);
-    for (const d of counts.destinations) {
-      const key = destinationKey(d);
+    for (const [key, d] of mergeByKey(counts)) {
       seen.add(key);
       const offset = this.#offsets.get(key);
       for (let s = 0; s < states.length; s++) states[s] = Math.max(0, d.states[s] + (offset ? offset[s] : 0));
@@ -247,7 +245,26 @@ function sumStates(ds: readonly DestinationPressure[]): Partial<Record<StateName
 
 function changesByKey(k: KeptCounts): Map<string, number> {
   const out = new Map<string, number>();
-  for (const d of k.destinations) out.set(destinationKey(d), d.changes);
+  for (const [key, d] of mergeByKey(k)) out.set(key, d.changes);
+  return out;
+}
+
+/**
+ * The counts by destination as the scan names them: an IPv4 socket and an
+ * IPv6 one to the same v4-mapped address are two entries of the map (the
+ * family is in the key) but one destination, as they share its ports.
+ */
+function mergeByKey(k: KeptCounts): Map<string, DestinationStates & { states: number[] }> {
+  const out = new Map<string, DestinationStates & { states: number[] }>();
+  for (const d of k.destinations) {
+    const key = destinationKey(d);
+    const have = out.get(key);
+    if (!have) out.set(key, { ...d, states: [...d.states] });
+    else {
+      for (let s = 0; s < have.states.length; s++) have.states[s] += d.states[s] ?? 0;
+      out.set(key, { ...have, changes: have.changes + d.changes });
+    }
+  }
   return out;
 }
 
