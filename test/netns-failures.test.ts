@@ -107,18 +107,24 @@ describe('failure tracer, as root', { skip: noTracer }, () => {
     assert.equal(counter(r.scrape3, 'fourtuple_connect_failures_total', CONNECT), 100);
   });
 
+  test('over IPv6: [::1]\'s own pool, its 50 EADDRNOTAVAIL counted under ::1', () => {
+    assert.deepEqual(r.v6, { connected: 100, failed: { 'EADDRNOTAVAIL connect': 50 } });
+    assert.equal(counter(r.scrapeV6, 'fourtuple_connect_failures_total', { source: '::1', destination: '::1', port: '7000', errno: 'EADDRNOTAVAIL' }), 50);
+    assert.equal(counter(r.scrapeV6, 'fourtuple_connect_failures_total', CONNECT), 100);
+  });
+
   test('the map stays bounded: past its 4,096 keys, failures go to the overflow count, and the exporter caps its series', () => {
     assert.equal(r.refused, REFUSED_PORTS);
     const connect = samples(r.scrape4, 'fourtuple_connect_failures_total');
     const bindSeries = samples(r.scrape4, 'fourtuple_bind_failures_total');
-    // Keys before: connect to 7000 and bind on 127.0.0.2; the rest of the map took one refused port each.
-    const placed = FAILURE_MAX_KEYS - 2;
+    // Keys before: connect to 127.0.0.1:7000 and to [::1]:7000, bind on 127.0.0.2; the rest of the map took one refused port each.
+    const placed = FAILURE_MAX_KEYS - 3;
     assert.equal(counter(r.scrape4, 'fourtuple_failure_overflow_total', {}), REFUSED_PORTS - placed);
-    // Top 50 series plus `other` per errno: EADDRNOTAVAIL (7000) and ECONNREFUSED.
+    // Top 50 series plus `other` per errno: ECONNREFUSED (the two EADDRNOTAVAIL series are among the top).
     assert.equal(connect.length, 51, JSON.stringify(connect.map((s) => s.labels)));
-    assert.equal(connect.reduce((n, s) => n + s.value, 0), 100 + placed);
+    assert.equal(connect.reduce((n, s) => n + s.value, 0), 100 + 50 + placed);
     assert.equal(counter(r.scrape4, 'fourtuple_connect_failures_total', CONNECT), 100);
-    assert.equal(counter(r.scrape4, 'fourtuple_connect_failures_total', { source: 'other', errno: 'ECONNREFUSED' }), placed - 49);
+    assert.equal(counter(r.scrape4, 'fourtuple_connect_failures_total', { source: 'other', errno: 'ECONNREFUSED' }), placed - 48);
     assert.equal(bindSeries.length, 1);
   });
 

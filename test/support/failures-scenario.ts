@@ -11,7 +11,9 @@
  *     counter keeps counting.
  *  4. A client that binds (127.0.0.2, 0) before each connect (net's
  *     localAddress): its bind() failures, EADDRINUSE.
- *  5. The exporter stops: its map (and so its programs) must be gone.
+ *  5. The same client over IPv6, toward [::1]:7000.
+ *  6. More refused connects, each to its own port, than the map has keys.
+ *  7. The exporter stops: its map (and so its programs) must be gone.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
@@ -51,6 +53,9 @@ export interface FailuresScenarioResult {
   watchLast: string;
   bind: ClientResult;
   scrape3: string;
+  /** The client toward [::1]:7000, and the scrape after it. */
+  v6: ClientResult;
+  scrapeV6: string;
   /** Connects refused, each to its own port (refusedPorts of them). */
   refused: number;
   scrape4: string;
@@ -61,11 +66,11 @@ export interface FailuresScenarioResult {
 const sockets: net.Socket[] = [];
 
 /** Opens `n` connections one after another and keeps them; counts failures by errno and syscall. */
-async function client(n: number, localAddress?: string): Promise<ClientResult> {
+async function client(n: number, localAddress?: string, host = '127.0.0.1'): Promise<ClientResult> {
   const out: ClientResult = { connected: 0, failed: {} };
   for (let i = 0; i < n; i++) {
     await new Promise<void>((resolve) => {
-      const s = net.connect({ host: '127.0.0.1', port: 7000, ...(localAddress ? { localAddress } : {}) });
+      const s = net.connect({ host, port: 7000, ...(localAddress ? { localAddress } : {}) });
       s.on('connect', () => {
         out.connected++;
         sockets.push(s);
@@ -140,6 +145,13 @@ async function main(args: FailuresScenarioArgs): Promise<FailuresScenarioResult>
   const bind = await client(150, '127.0.0.2');
   const scrape3 = await scrape(url);
   resetAll();
+  // IPv6: its own pool toward [::1]:7000.
+  const server6 = net.createServer((s) => s.on('error', () => undefined)).listen(7000, '::1');
+  await new Promise((r) => server6.once('listening', r));
+  const v6 = await client(150, undefined, '::1');
+  const scrapeV6 = await scrape(url);
+  resetAll();
+  server6.close();
   // More distinct keys than the map holds: refused connects to REFUSED_PORTS ports nobody listens on.
   let refused = 0;
   for (let port = 20000; port < 20000 + args.refusedPorts; port++) {
@@ -176,6 +188,8 @@ async function main(args: FailuresScenarioArgs): Promise<FailuresScenarioResult>
     watchLast: watchOut.trim().split('\n').at(-1) ?? '',
     bind,
     scrape3,
+    v6,
+    scrapeV6,
     refused,
     scrape4,
     exporterStatus,
