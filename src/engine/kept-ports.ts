@@ -109,6 +109,7 @@ export class KeptPorts {
     let drift = 0;
     let compared = 0;
     let skipped = 0;
+    const idle: DestinationStates[] = [];
     for (const key of new Set([...scanned.keys(), ...raw.keys()])) {
       const r = raw.get(key);
       // Moved during the scan (or appeared, or went): the scan may have seen it before or after; compare next time.
@@ -118,20 +119,25 @@ export class KeptPorts {
       }
       compared++;
       const s = scanned.get(key);
+      const old = this.#offsets.get(key);
       const offset = new Int32Array(TCP_STATES.length);
       let any = false;
       for (const st of NON_TW) {
         const want = s ? (s.states[TCP_STATES[st] as StateName] ?? 0) : 0;
         const have = r ? r.states[st] : 0;
+        // What snapshots reported was have + the old offset: the drift is how far that was from the scan.
+        drift += Math.abs(want - have - (old?.[st] ?? 0));
         if (want !== have) {
           offset[st] = want - have;
-          drift += Math.abs(want - have - (this.#offsets.get(key)?.[st] ?? 0));
           any = true;
         }
       }
       if (any) this.#offsets.set(key, offset);
       else this.#offsets.delete(key);
+      // A destination with nothing left, quiet through the scan: its map entry goes, so the bounded map holds live ones.
+      if (r && !any && !s && r.states.every((n) => n === 0)) idle.push(r);
     }
+    this.#counter.forget(idle);
     this.#lastDrift = drift;
     this.#driftTotal += drift;
     this.#compared = compared;
@@ -262,7 +268,7 @@ function mergeByKey(k: KeptCounts): Map<string, DestinationStates & { states: nu
     if (!have) out.set(key, { ...d, states: [...d.states] });
     else {
       for (let s = 0; s < have.states.length; s++) have.states[s] += d.states[s] ?? 0;
-      out.set(key, { ...have, changes: have.changes + d.changes });
+      out.set(key, { ...have, changes: have.changes + d.changes, keys: [...have.keys, ...d.keys] });
     }
   }
   return out;

@@ -19,7 +19,8 @@
  *    neither is a close() before the handshake ended, not a failure.
  *  - `raw_syscalls:sys_exit` of bind() returning EADDRINUSE or
  *    EADDRNOTAVAIL (x86_64): the address and port asked for are read back
- *    from the caller's sockaddr. bind() changes no TCP state, so no socket
+ *    from the caller's sockaddr (addrlen bytes, 28 at most). The exit does
+ *    not say the socket's type: a UDP socket's failed bind() counts too. bind() changes no TCP state, so no socket
  *    tracepoint sees it fail. This program runs at every system call's exit
  *    while attached and returns after two compares for all but bind().
  *
@@ -61,6 +62,7 @@ import {
   ja,
   jeq32Imm,
   jeqImm,
+  jgtImm,
   jne32Imm,
   jneImm,
   ldMap,
@@ -127,6 +129,7 @@ interface Layout extends SockCommonOffsets {
   /** Registers of a system call's exit (x86_64): its number and second argument. */
   origAx: number;
   si: number;
+  dx: number;
   nsproxy: number;
   netNs: number;
   stateTp: number;
@@ -153,6 +156,7 @@ function readLayout(): Layout {
     sport: m('tcp_sock', ['inet_conn', 'icsk_inet', 'inet_sport'], 2),
     origAx: m('pt_regs', ['orig_ax'], 8),
     si: m('pt_regs', ['si'], 8),
+    dx: m('pt_regs', ['dx'], 8),
     nsproxy: m('task_struct', ['nsproxy'], 8),
     netNs: m('nsproxy', ['net_ns'], 8),
     stateTp: tp('inet_sock_set_state'),
@@ -255,9 +259,18 @@ function bindProgram(l: Layout, map: number, netns: number): Buffer {
     jne32Imm(R1, netns, 'out'),
     ...clearKey(),
     stDw0(addr), stDw0(addr + 8), stDw0(addr + 16), stDw0(addr + 24),
+    // addrlen, the third argument: at least a sockaddr_in's family and port, at most a sockaddr_in6.
+    ldx(8, R2, R6, l.dx),
+    jgtImm(R2, 7, 'lenok'),
+    ja('out'),
+    'lenok',
+    jgtImm(R2, 28, 'clamp'),
+    ja('read'),
+    'clamp',
+    movImm(R2, 28),
+    'read',
     movReg(R1, FP),
     addImm(R1, addr),
-    movImm(R2, 28),
     ldx(8, R3, R6, l.si),
     call(FUNC.probeReadUser),
     jneImm(R0, 0, 'out'),

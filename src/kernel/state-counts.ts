@@ -355,6 +355,9 @@ function seedProgram(l: Layout, maps: Maps): Buffer {
     addImm(R2, SK),
     call(FUNC.mapLookupElem),
     jeqImm(R0, 0, 'fresh'),
+    // Seen already: the iterator showed it twice (it may, resuming within a bucket that changed).
+    ldx(4, R1, R0, DESTINATION_KEY_SIZE + 4),
+    jneImm(R1, 0, 'out'),
     // Moved while seeding: count the state it had before (its moves are counted), and mark it seen.
     st(4, R0, DESTINATION_KEY_SIZE + 4, 1),
     ldx(4, R8, R0, DESTINATION_KEY_SIZE),
@@ -373,6 +376,8 @@ function seedProgram(l: Layout, maps: Maps): Buffer {
     movImm(R4, BPF_NOEXIST),
     call(FUNC.mapUpdateElem),
     jeqImm(R0, 0, 'count'),
+    // The tracepoint recorded it meanwhile: its entry, never marked seen, comes back as a seed correction.
+    jeqImm(R0, -EEXIST, 'out'),
     ...bumpStat(maps, STAT_SOCKETS_OVERFLOW, 'out'),
     'count',
     ...countsOf(maps, 'n_', 'full'),
@@ -398,6 +403,8 @@ export interface DestinationStates {
   readonly states: readonly number[];
   /** Changes counted for it so far (sockets followed, state changes): the same before and after a scan means it did not move meanwhile. */
   readonly changes: number;
+  /** The map keys behind it (two when IPv4 and v4-mapped IPv6 sockets share it), for forget(). */
+  readonly keys: readonly Buffer[];
 }
 
 /** What a read of the counts gives. */
@@ -503,6 +510,16 @@ export class StateCounter {
     }
   }
 
+  /**
+   * Deletes the entries of destinations with nothing left (the reconciling
+   * scan's idle ones), so the bounded map keeps room for live ones. A change
+   * the program makes between the read and the delete is lost, and the next
+   * reconciliation finds it as drift.
+   */
+  forget(destinations: readonly DestinationStates[]): void {
+    for (const d of destinations) for (const key of d.keys) mapDelete(this.#maps.counts, key);
+  }
+
   /** Replaces the listeners the program tells the server's side by (the reconciling scan's): those gone are forgotten. */
   setListeners(listeners: readonly ListenerAddress[]): void {
     const stale: Buffer[] = [];
@@ -529,7 +546,7 @@ export class StateCounter {
       }
       for (let c = 0; c < cpus; c++) changes = (changes + value.readUInt32LE(c * VALUE_SIZE + CHANGES_SLOT * 4)) >>> 0;
       const a = keyAddresses(key);
-      destinations.push({ ...a, family: a.destination.includes(':') ? 6 : 4, states, changes });
+      destinations.push({ ...a, family: a.destination.includes(':') ? 6 : 4, states, changes, keys: [Buffer.from(key)] });
     });
     const stat = (i: number): number => {
       const k = Buffer.alloc(4);
@@ -612,7 +629,7 @@ function setFlag(fd: number, value: number): void {
  */
 function drainTouched(fd: number): DestinationStates[] {
   const keys: Buffer[] = [];
-  const byKey = new Map<string, { source: string; destination: string; port: number; family: 4 | 6; states: number[]; changes: number }>();
+  const byKey = new Map<string, { source: string; destination: string; port: number; family: 4 | 6; states: number[]; changes: number; keys: Buffer[] }>();
   mapEntries(fd, 8, TOUCHED_SIZE, (key, value) => {
     keys.push(Buffer.from(key));
     const seen = value.readUInt32LE(DESTINATION_KEY_SIZE + 4);
@@ -621,7 +638,7 @@ function drainTouched(fd: number): DestinationStates[] {
     const a = keyAddresses(value);
     const k = `${a.source}|${a.destination}|${a.port}`;
     let d = byKey.get(k);
-    if (!d) byKey.set(k, (d = { ...a, family: a.destination.includes(':') ? 6 : 4, states: new Array<number>(TCP_STATES.length).fill(0), changes: 0 }));
+    if (!d) byKey.set(k, (d = { ...a, family: a.destination.includes(':') ? 6 : 4, states: new Array<number>(TCP_STATES.length).fill(0), changes: 0, keys: [] }));
     d.states[first]++;
   });
   for (const key of keys) mapDelete(fd, key);
