@@ -28,7 +28,7 @@ const stop = () => {
   }
   if (c) {
     const k = c.counter.read();
-    parts.push(`changes followed ${k.transitions}, overflow ${k.socketsOverflow}/${k.destinationsOverflow}`);
+    parts.push(`changes followed ${k.destinations.reduce((n, d) => n + d.changes, 0)}, overflow ${k.socketsOverflow}/${k.destinationsOverflow}`);
     c.counter.close();
   }
   console.log(`${what}: ${parts.join('; ')}`);

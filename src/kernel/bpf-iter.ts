@@ -15,8 +15,8 @@
  * connection's unread bytes as rxQueue.
  */
 import * as ffi from './ffi.js';
-import { BPF_ITER_CREATE, FP, FUNC, R0, R1, R2, R3, R6, R7, R8, R9, BPF_TRACE_ITER, addImm, assemble, attach, call, exit, ja, jeqImm, jneImm, jsetImm, jslt32Imm, ldx, loadTracing, lshReg, movImm, movReg, rshImm, sockCommonOffsets, stDw0, stx, sub32Reg, type Insn, type SockCommonOffsets } from './bpf.js';
-import { AF_INET, EAGAIN, EINTR, TCP_LISTEN, TCP_NEW_SYN_RECV, TCP_SYN_RECV, TCP_TIME_WAIT } from './linux.js';
+import { FP, FUNC, R0, R1, R2, R3, R6, R7, R8, R9, BPF_TRACE_ITER, addImm, assemble, attach, call, exit, ja, jeqImm, jneImm, jsetImm, jslt32Imm, ldx, loadTracing, lshReg, movImm, movReg, rshImm, runIterator, sockCommonOffsets, stDw0, stx, sub32Reg, type Insn, type SockCommonOffsets } from './bpf.js';
+import { AF_INET, TCP_LISTEN, TCP_NEW_SYN_RECV, TCP_SYN_RECV, TCP_TIME_WAIT } from './linux.js';
 import { Btf, BtfKind } from './btf.js';
 import type { TcpRow } from './proc-net-tcp.js';
 import { v4Address, v6Address } from './sock-diag.js';
@@ -275,55 +275,44 @@ export function scanTcpIterator(link: number, onRow: (row: TcpRow) => void, owne
   const extra = ownerBytes(owners);
   const inode = owners === 'cgroup+inode';
   const errors: string[] = [];
-  const iterAttr = Buffer.alloc(8);
-  iterAttr.writeUInt32LE(link, 0);
-  const fd = ffi.bpf(BPF_ITER_CREATE, iterAttr);
-  if (fd < 0) return { rows: 0, errors: [`BPF_ITER_CREATE: ${ffi.errnoName(fd)}`] };
   // A nested scan (from inside onRow) gets a buffer of its own.
   const buf = buffer ?? Buffer.alloc(1 << 16);
   buffer = undefined;
   const u32 = new Uint32Array(buf.buffer, buf.byteOffset, buf.length >>> 2);
   let rows = 0;
-  try {
-    for (;;) {
-      const n = ffi.read(fd, buf);
-      if (n === 0) break;
-      // EAGAIN: the kernel stopped after a million sockets without output (a narrow state mask); go on.
-      if (n === -EAGAIN || n === -EINTR) continue;
-      if (n < 0) {
-        errors.push(`bpf iterator: read: ${ffi.errnoName(n)}`);
-        break;
+  // The kernel returns whole records only.
+  const onData = (n: number): void => {
+    for (let off = 0; off < n; ) {
+      const v6 = buf[off] !== AF_INET;
+      const len = (v6 ? V6_RECORD : V4_RECORD) + extra;
+      if (off + len > n) {
+        errors.push(`bpf iterator: a record cut at ${off} of ${n} bytes`);
+        return;
       }
-      // The kernel returns whole records only.
-      for (let off = 0; off < n; ) {
-        const v6 = buf[off] !== AF_INET;
-        const len = (v6 ? V6_RECORD : V4_RECORD) + extra;
-        if (off + len > n) {
-          errors.push(`bpf iterator: a record cut at ${off} of ${n} bytes`);
-          break;
-        }
-        let state = buf[off + 1];
-        if (state === TCP_NEW_SYN_RECV) state = TCP_SYN_RECV;
-        rows++;
-        const family = v6 ? 6 : 4;
-        const localAddress = v6 ? v6Address(buf, u32, off + 12) : v4Address(buf, u32, off + 12);
-        const localPort = buf[off + 2] | (buf[off + 3] << 8);
-        const remoteAddress = v6 ? v6Address(buf, u32, off + 28) : v4Address(buf, u32, off + 16);
-        const remotePort = (buf[off + 4] << 8) | buf[off + 5];
-        const rxQueue = u32[(off + 8) >>> 2];
-        // One object literal per shape, so every row of a scan has the same hidden class.
-        if (extra === 0) onRow({ family, localAddress, localPort, remoteAddress, remotePort, state, rxQueue });
-        else {
-          const w = (off + len - extra) >>> 2;
-          const cgroup = u32[w] + u32[w + 1] * 0x1_0000_0000;
-          if (inode) onRow({ family, localAddress, localPort, remoteAddress, remotePort, state, rxQueue, cgroup, inode: u32[w + 2] + u32[w + 3] * 0x1_0000_0000 });
-          else onRow({ family, localAddress, localPort, remoteAddress, remotePort, state, rxQueue, cgroup });
-        }
-        off += len;
+      let state = buf[off + 1];
+      if (state === TCP_NEW_SYN_RECV) state = TCP_SYN_RECV;
+      rows++;
+      const family = v6 ? 6 : 4;
+      const localAddress = v6 ? v6Address(buf, u32, off + 12) : v4Address(buf, u32, off + 12);
+      const localPort = buf[off + 2] | (buf[off + 3] << 8);
+      const remoteAddress = v6 ? v6Address(buf, u32, off + 28) : v4Address(buf, u32, off + 16);
+      const remotePort = (buf[off + 4] << 8) | buf[off + 5];
+      const rxQueue = u32[(off + 8) >>> 2];
+      // One object literal per shape, so every row of a scan has the same hidden class.
+      if (extra === 0) onRow({ family, localAddress, localPort, remoteAddress, remotePort, state, rxQueue });
+      else {
+        const w = (off + len - extra) >>> 2;
+        const cgroup = u32[w] + u32[w + 1] * 0x1_0000_0000;
+        if (inode) onRow({ family, localAddress, localPort, remoteAddress, remotePort, state, rxQueue, cgroup, inode: u32[w + 2] + u32[w + 3] * 0x1_0000_0000 });
+        else onRow({ family, localAddress, localPort, remoteAddress, remotePort, state, rxQueue, cgroup });
       }
+      off += len;
     }
+  };
+  try {
+    const failed = runIterator(link, buf, onData);
+    if (failed !== undefined) errors.push(failed.startsWith('read') ? `bpf iterator: ${failed}` : failed);
   } finally {
-    ffi.close(fd);
     buffer = buf;
   }
   return { rows, errors };

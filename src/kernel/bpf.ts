@@ -12,8 +12,8 @@
  */
 import { statSync } from 'node:fs';
 import * as ffi from './ffi.js';
-import type { Btf } from './btf.js';
-import { AF_INET, EACCES, EINVAL, EPERM } from './linux.js';
+import { BtfKind, type Btf } from './btf.js';
+import { AF_INET, EACCES, EAGAIN, EINTR, EINVAL, EPERM } from './linux.js';
 import { formatIp } from '../ip.js';
 
 export const BPF_MAP_CREATE = 0;
@@ -226,30 +226,59 @@ export function createMap(type: number, keySize: number, valueSize: number, maxE
 
 const mapAttr = Buffer.alloc(32);
 
-/** Copies the value of `key` into `value`: 0, or -errno (-ENOENT: no such key). */
-export function mapLookup(fd: number, key: Buffer, value: Buffer): number {
+/** One element command (lookup, update, delete) on `key`, with `value` where it has one: 0, or -errno. */
+function mapElem(cmd: number, fd: number, key: Buffer, value?: Buffer): number {
   mapAttr.fill(0);
   mapAttr.writeUInt32LE(fd, 0);
   mapAttr.writeBigUInt64LE(ffi.addressOf(key), 8);
-  mapAttr.writeBigUInt64LE(ffi.addressOf(value), 16);
-  return ffi.bpf(BPF_MAP_LOOKUP_ELEM, mapAttr);
+  if (value) mapAttr.writeBigUInt64LE(ffi.addressOf(value), 16);
+  return ffi.bpf(cmd, mapAttr);
+}
+
+/** Copies the value of `key` into `value`: 0, or -errno (-ENOENT: no such key). */
+export function mapLookup(fd: number, key: Buffer, value: Buffer): number {
+  return mapElem(BPF_MAP_LOOKUP_ELEM, fd, key, value);
 }
 
 /** Sets the value of `key` (insert or replace): 0, or -errno. */
 export function mapUpdate(fd: number, key: Buffer, value: Buffer): number {
-  mapAttr.fill(0);
-  mapAttr.writeUInt32LE(fd, 0);
-  mapAttr.writeBigUInt64LE(ffi.addressOf(key), 8);
-  mapAttr.writeBigUInt64LE(ffi.addressOf(value), 16);
-  return ffi.bpf(BPF_MAP_UPDATE_ELEM, mapAttr);
+  return mapElem(BPF_MAP_UPDATE_ELEM, fd, key, value);
 }
 
 /** Deletes `key`: 0, or -errno (-ENOENT: no such key). */
 export function mapDelete(fd: number, key: Buffer): number {
-  mapAttr.fill(0);
-  mapAttr.writeUInt32LE(fd, 0);
-  mapAttr.writeBigUInt64LE(ffi.addressOf(key), 8);
-  return ffi.bpf(BPF_MAP_DELETE_ELEM, mapAttr);
+  return mapElem(BPF_MAP_DELETE_ELEM, fd, key);
+}
+
+/**
+ * Runs the iterator of `link` to its end: `onData(n)` for every read that
+ * returned n bytes into `buf`. Returns the first read error (as an errno
+ * name), or undefined. EAGAIN (the kernel stops after a million objects
+ * without output) and EINTR are read through.
+ */
+export function runIterator(link: number, buf: Uint8Array, onData: (n: number) => void): string | undefined {
+  const attr = Buffer.alloc(8);
+  attr.writeUInt32LE(link, 0);
+  const fd = ffi.bpf(BPF_ITER_CREATE, attr);
+  if (fd < 0) return `BPF_ITER_CREATE: ${ffi.errnoName(fd)}`;
+  try {
+    for (;;) {
+      const n = ffi.read(fd, buf);
+      if (n === 0) return undefined;
+      if (n === -EAGAIN || n === -EINTR) continue;
+      if (n < 0) return `read: ${ffi.errnoName(n)}`;
+      onData(n);
+    }
+  } finally {
+    ffi.close(fd);
+  }
+}
+
+/** The BTF id of tracepoint `name`'s tp_btf target (`btf_trace_<name>`); throws when the kernel has none. */
+export function tracepointId(btf: Btf, name: string): number {
+  const id = btf.find(BtfKind.TYPEDEF, `btf_trace_${name}`);
+  if (id === undefined) throw new Error(`the kernel's BTF has no tracepoint ${name}`);
+  return id;
 }
 
 /**

@@ -88,9 +88,11 @@ export class Btf {
     this.#count = id - 1;
   }
 
-  /** The running kernel's BTF. Throws when the kernel has none (CONFIG_DEBUG_INFO_BTF off). */
+  /** The running kernel's BTF, read once. Throws when the kernel has none (CONFIG_DEBUG_INFO_BTF off). */
   static vmlinux(): Btf {
-    return new Btf(readFileSync('/sys/kernel/btf/vmlinux'));
+    // Parsed once per process: the iterator, the failure tracer and the kept counts all read it (about 5 MB to index).
+    vmlinux ??= new Btf(readFileSync('/sys/kernel/btf/vmlinux'));
+    return vmlinux;
   }
 
   get count(): number {
@@ -231,6 +233,8 @@ export class Btf {
     return this.#buf.toString('latin1', start, end < 0 ? this.#strEnd : end);
   }
 }
+
+let vmlinux: Btf | undefined;
 
 /** Bytes that follow a `struct btf_type` of this kind with `vlen` entries. */
 function extraBytes(kind: number, vlen: number): number {

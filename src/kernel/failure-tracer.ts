@@ -49,9 +49,7 @@ import {
   R4,
   R6,
   R7,
-  R9,
   addImm,
-  andImm,
   assemble,
   atomicAdd64,
   attachRawTracepoint,
@@ -71,6 +69,8 @@ import {
   ldx,
   loadTracing,
   mapEntries,
+  mapUpdate,
+  tracepointId,
   movImm,
   movReg,
   neg32,
@@ -83,7 +83,7 @@ import {
   type Insn,
   type SockCommonOffsets,
 } from './bpf.js';
-import { Btf, BtfKind } from './btf.js';
+import { Btf } from './btf.js';
 import { AF_INET, AF_INET6, EADDRINUSE, EADDRNOTAVAIL, EEXIST, IPPROTO_TCP, TCP_CLOSE, TCP_SYN_SENT, errnoName } from './linux.js';
 import { UnsupportedError } from '../errors.js';
 
@@ -143,11 +143,6 @@ function readLayout(): Layout {
   if (process.arch !== 'x64') throw new Error(`the failure tracer reads x86_64 system call registers; this is ${process.arch}`);
   const btf = Btf.vmlinux();
   const m = (struct: string, path: string[], size: number): number => btf.offsetOf(struct, path, size);
-  const tp = (name: string): number => {
-    const id = btf.find(BtfKind.TYPEDEF, `btf_trace_${name}`);
-    if (id === undefined) throw new Error(`the kernel's BTF has no tracepoint ${name}`);
-    return id;
-  };
   layout = {
     ...sockCommonOffsets(btf),
     inum: m('net', ['ns', 'inum'], 4),
@@ -159,8 +154,8 @@ function readLayout(): Layout {
     dx: m('pt_regs', ['dx'], 8),
     nsproxy: m('task_struct', ['nsproxy'], 8),
     netNs: m('nsproxy', ['net_ns'], 8),
-    stateTp: tp('inet_sock_set_state'),
-    exitTp: tp('sys_exit'),
+    stateTp: tracepointId(btf, 'inet_sock_set_state'),
+    exitTp: tracepointId(btf, 'sys_exit'),
   };
   return layout;
 }
@@ -367,12 +362,7 @@ export class FailureTracer {
       // The overflow entry exists from the start, so a full map can still count.
       const key = Buffer.alloc(KEY_SIZE);
       key[1] = CALL_OVERFLOW;
-      const zero = Buffer.alloc(VALUE_SIZE);
-      const attr = Buffer.alloc(32);
-      attr.writeUInt32LE(map, 0);
-      attr.writeBigUInt64LE(ffi.addressOf(key), 8);
-      attr.writeBigUInt64LE(ffi.addressOf(zero), 16);
-      const r = ffi.bpf(2 /* BPF_MAP_UPDATE_ELEM */, attr);
+      const r = mapUpdate(map, key, Buffer.alloc(VALUE_SIZE));
       if (r < 0) throw new Error(`BPF_MAP_UPDATE_ELEM: ${ffi.errnoName(r)}`);
       const programs = [
         { insns: stateProgram(l, map, netns), name: 'ft_fail_connect', attachBtfId: l.stateTp },

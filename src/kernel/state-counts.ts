@@ -38,7 +38,6 @@ import * as ffi from './ffi.js';
 import {
   BPF_ANY,
   BPF_F_NO_PREALLOC,
-  BPF_ITER_CREATE,
   BPF_MAP_TYPE_ARRAY,
   BPF_MAP_TYPE_HASH,
   BPF_MAP_TYPE_PERCPU_HASH,
@@ -56,7 +55,6 @@ import {
   R6,
   R7,
   R8,
-  R9,
   addImm,
   addReg,
   andImm,
@@ -86,6 +84,8 @@ import {
   mapDelete,
   mapLookup,
   mapUpdate,
+  runIterator,
+  tracepointId,
   movImm,
   movReg,
   sockCommonOffsets,
@@ -96,7 +96,7 @@ import {
   type SockCommonOffsets,
 } from './bpf.js';
 import { Btf, BtfKind } from './btf.js';
-import { AF_INET, AF_INET6, EAGAIN, EEXIST, EINTR, IPPROTO_TCP, TCP_CLOSE, TCP_LISTEN, TCP_NEW_SYN_RECV, TCP_STATES, TCP_SYN_SENT, TCP_TIME_WAIT } from './linux.js';
+import { AF_INET, AF_INET6, EEXIST, IPPROTO_TCP, TCP_CLOSE, TCP_LISTEN, TCP_NEW_SYN_RECV, TCP_STATES, TCP_SYN_SENT, TCP_TIME_WAIT } from './linux.js';
 import { UnsupportedError } from '../errors.js';
 import { parseIp } from '../ip.js';
 
@@ -134,8 +134,7 @@ let layout: Layout | undefined;
 function readLayout(): Layout {
   if (layout) return layout;
   const btf = Btf.vmlinux();
-  const stateTp = btf.find(BtfKind.TYPEDEF, 'btf_trace_inet_sock_set_state');
-  if (stateTp === undefined) throw new Error("the kernel's BTF has no tracepoint inet_sock_set_state");
+  const stateTp = tracepointId(btf, 'inet_sock_set_state');
   const iterTarget = btf.find(BtfKind.FUNC, 'bpf_iter_tcp');
   if (iterTarget === undefined) throw new Error('the kernel has no tcp iterator (bpf_iter_tcp)');
   layout = {
@@ -225,6 +224,26 @@ function localAddress(l: Layout, p: string): (Insn | string)[] {
   ];
 }
 
+/**
+ * Inserts (if absent) the `touched` entry of the socket at fp+SK: its
+ * destination key (fp+KEY), the state in register `state`, and `seen`.
+ * R0 is the insert's result.
+ */
+function recordTouched(maps: Maps, state: number, seen: 0 | 1): Insn[] {
+  return [
+    ...[0, 8, 16, 24, 32, 40].flatMap((o) => [ldx(8, R1, FP, KEY + o), stx(8, FP, TOUCHED + o, R1)]),
+    stx(4, FP, TOUCHED + DESTINATION_KEY_SIZE, state),
+    st(4, FP, TOUCHED + DESTINATION_KEY_SIZE + 4, seen),
+    ...ldMap(R1, maps.touched),
+    movReg(R2, FP),
+    addImm(R2, SK),
+    movReg(R3, FP),
+    addImm(R3, TOUCHED),
+    movImm(R4, BPF_NOEXIST),
+    call(FUNC.mapUpdateElem),
+  ];
+}
+
 const clearLkey = (): Insn[] => [stDw0(LKEY), stDw0(LKEY + 8), st(4, FP, LKEY + 16, 0)];
 const clearKey = (): Insn[] => [0, 8, 16, 24, 32, 40].map((o) => stDw0(KEY + o));
 
@@ -297,16 +316,7 @@ function transitionProgram(l: Layout, maps: Maps, netns: number): Buffer {
     jeqImm(R0, 0, 'count'),
     ldx(4, R1, R0, 0),
     jeqImm(R1, 0, 'count'),
-    ...[0, 8, 16, 24, 32, 40].flatMap((o) => [ldx(8, R1, FP, KEY + o), stx(8, FP, TOUCHED + o, R1)]),
-    stx(4, FP, TOUCHED + DESTINATION_KEY_SIZE, R7),
-    st(4, FP, TOUCHED + DESTINATION_KEY_SIZE + 4, 0),
-    ...ldMap(R1, maps.touched),
-    movReg(R2, FP),
-    addImm(R2, SK),
-    movReg(R3, FP),
-    addImm(R3, TOUCHED),
-    movImm(R4, BPF_NOEXIST),
-    call(FUNC.mapUpdateElem),
+    ...recordTouched(maps, R7, 0),
     'count',
     ...countsOf(maps, 't_', 'full'),
     jeqImm(R7, TCP_CLOSE, 'added'),
@@ -365,16 +375,7 @@ function seedProgram(l: Layout, maps: Maps): Buffer {
     jgtImm(R8, CHANGES_SLOT - 1, 'out'),
     ja('count'),
     'fresh',
-    ...[0, 8, 16, 24, 32, 40].flatMap((o) => [ldx(8, R1, FP, KEY + o), stx(8, FP, TOUCHED + o, R1)]),
-    stx(4, FP, TOUCHED + DESTINATION_KEY_SIZE, R8),
-    st(4, FP, TOUCHED + DESTINATION_KEY_SIZE + 4, 1),
-    ...ldMap(R1, maps.touched),
-    movReg(R2, FP),
-    addImm(R2, SK),
-    movReg(R3, FP),
-    addImm(R3, TOUCHED),
-    movImm(R4, BPF_NOEXIST),
-    call(FUNC.mapUpdateElem),
+    ...recordTouched(maps, R8, 1),
     jeqImm(R0, 0, 'count'),
     // The tracepoint recorded it meanwhile: its entry, never marked seen, comes back as a seed correction.
     jeqImm(R0, -EEXIST, 'out'),
@@ -413,8 +414,6 @@ export interface KeptCounts {
   /** Sockets the seed could not mark because `touched` was full, and changes not counted because `counts` was. */
   readonly socketsOverflow: number;
   readonly destinationsOverflow: number;
-  /** Changes applied since the counter started (sockets followed, state changes), over every destination. */
-  readonly transitions: number;
   /** Wall time of the read. */
   readonly ms: number;
 }
@@ -558,7 +557,6 @@ export class StateCounter {
       destinations,
       socketsOverflow: stat(STAT_SOCKETS_OVERFLOW),
       destinationsOverflow: stat(STAT_DESTINATIONS_OVERFLOW),
-      transitions: destinations.reduce((n, d) => n + d.changes, 0),
       ms: performance.now() - start,
     };
   }
@@ -647,21 +645,8 @@ function drainTouched(fd: number): DestinationStates[] {
 
 /** Runs an iterator that writes nothing to the end. */
 function drainIterator(link: number): void {
-  const attr = Buffer.alloc(8);
-  attr.writeUInt32LE(link, 0);
-  const fd = ffi.bpf(BPF_ITER_CREATE, attr);
-  if (fd < 0) throw new Error(`BPF_ITER_CREATE: ${ffi.errnoName(fd)}`);
-  const buf = Buffer.alloc(4096);
-  try {
-    for (;;) {
-      const n = ffi.read(fd, buf);
-      if (n === 0) return;
-      if (n === -EAGAIN || n === -EINTR) continue;
-      if (n < 0) throw new Error(`seeding iterator: read: ${ffi.errnoName(n)}`);
-    }
-  } finally {
-    ffi.close(fd);
-  }
+  const failed = runIterator(link, Buffer.alloc(4096), () => undefined);
+  if (failed !== undefined) throw new Error(`seeding iterator: ${failed}`);
 }
 
 /** The counter, or why it cannot attach here. */
